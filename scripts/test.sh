@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (README "Testing"): installs what the tests need, builds, checks and tests.
+# Runs on a fresh Debian 12 machine as root; on a prepared machine the install steps are no-ops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use. util-linux gives setpriv (parent-death signal for workloads).
+apt_packages=(util-linux procps iproute2)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test: installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "test: missing Debian packages (run as root to install): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# npm packages, exactly as pinned in package-lock.json; skipped when the lock file has not changed.
+stamp=node_modules/.continuum-lock-stamp
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
+  echo "test: npm ci"
+  npm ci --no-audit --no-fund
+  echo "$lock_hash" > "$stamp"
+fi
+
+echo "test: build, typecheck, lint, format"
+npm run --silent build
+npm run --silent typecheck
+npm run --silent lint
+npm run --silent format:check
+
+echo "test: unit, property, contract and simulation tests"
+npm run --silent test:unit
+echo "test: integration tests (real processes on loopback)"
+npm run --silent test:integration

@@ -1,0 +1,62 @@
+// The driver lifecycle (ARCHITECTURE.md section 2; CONVENTIONS.md item 8): small, and built so a
+// restarted agent re-attaches to running instances instead of relaunching them. The process
+// driver is the real one; the simulator's fake driver passes the same contract suite.
+import type { WorkloadSpec } from '../../core/spec.js';
+
+export interface StartRequest {
+  workload: string;
+  epoch: number;
+  spec: WorkloadSpec;
+  /** Directory for this incarnation's runtime files (handle, socket, exit record, logs). */
+  runDir: string;
+  /** Working directory of the process, already resolved and created by the agent. */
+  cwd: string;
+  /** Variables the agent adds to the spec's env (CONTINUUM_*, PORT). */
+  env: Record<string, string>;
+}
+
+/** Persisted by the agent (JSON) so that it can recover the instance after its own restart. */
+export interface InstanceHandle {
+  driver: string;
+  workload: string;
+  epoch: number;
+  runDir: string;
+  /** PID of the workload's main process; also its process group id. */
+  pid: number;
+  startedAt: number;
+  /** Driver-private facts needed to re-attach (supervisor PID, socket path, process start time). */
+  attach: Record<string, string | number>;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  at: number;
+}
+
+export interface InstanceInspection {
+  running: boolean;
+  pid: number;
+  exit?: ExitInfo;
+}
+
+export interface InstanceStats {
+  cpuSeconds: number;
+  rssBytes: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Resolves once the process is spawned (not once it is healthy). */
+  start(request: StartRequest): Promise<InstanceHandle>;
+  /** Re-attaches after an agent restart; null when the instance is gone (its exit is then recorded). */
+  recover(handle: InstanceHandle): Promise<InstanceHandle | null>;
+  /** Calls listener once when the instance's process exits; returns an unsubscribe function. */
+  onExit(handle: InstanceHandle, listener: (exit: ExitInfo) => void): () => void;
+  /** SIGTERM to the process group, SIGKILL after graceMs; resolves when every process is gone. */
+  stop(handle: InstanceHandle, options: { graceMs: number }): Promise<ExitInfo>;
+  /** Kills at once and releases everything the driver holds for the instance. */
+  destroy(handle: InstanceHandle): Promise<void>;
+  inspect(handle: InstanceHandle): Promise<InstanceInspection>;
+  stats(handle: InstanceHandle): Promise<InstanceStats>;
+}

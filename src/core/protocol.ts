@@ -1,0 +1,115 @@
+// Messages of an agent session (WebSocket, JSON). Every message is validated when it arrives; a
+// malformed one closes that session with a logged reason.
+import { z } from 'zod';
+import { capacitySchema, nameSchema, nodeRoleSchema, workloadSpecSchema } from './spec.js';
+
+export const agentProtocolVersion = 1;
+/** Largest session message accepted, in bytes. */
+export const agentMessageBytesMax = 1_048_576;
+
+const probeStatusSchema = z.object({
+  ok: z.boolean(),
+  consecutiveFailures: z.number().int().nonnegative(),
+  lastCheckedAt: z.number().optional(),
+  lastError: z.string().max(2048).optional(),
+});
+
+export const instanceStatusSchema = z.object({
+  workload: nameSchema,
+  node: nameSchema,
+  epoch: z.number().int().nonnegative(),
+  state: z.enum([
+    'starting',
+    'healthy',
+    'unhealthy',
+    'restarting',
+    'failed',
+    'stopping',
+    'stopped',
+  ]),
+  pid: z.number().int().positive().optional(),
+  ports: z.record(z.string(), z.number().int().min(1).max(65535)),
+  startedAt: z.number().optional(),
+  restarts: z.number().int().nonnegative(),
+  restartNonce: z.number().int().nonnegative(),
+  failoverRequested: z.boolean(),
+  probes: z.record(z.string(), probeStatusSchema),
+  message: z.string().max(4096).optional(),
+});
+
+export const agentHelloSchema = z.object({
+  type: z.literal('hello'),
+  protocolVersion: z.number().int(),
+  node: nameSchema,
+  site: nameSchema,
+  role: nodeRoleSchema,
+  labels: z.record(z.string(), z.string()),
+  address: z.string().min(1).max(255),
+  capacity: capacitySchema,
+  inventory: z.object({
+    hostname: z.string().max(255),
+    cpuCount: z.number().int().positive(),
+    memoryMiB: z.number().int().positive(),
+    agentVersion: z.string().max(64),
+    agentPid: z.number().int().positive(),
+  }),
+  /** The cluster this agent joined before, if any; a controller of another cluster is refused. */
+  clusterId: z.string().max(128).optional(),
+  instances: z.array(instanceStatusSchema).max(10_000),
+});
+
+export const agentHeartbeatSchema = z.object({
+  type: z.literal('heartbeat'),
+  seq: z.number().int().nonnegative(),
+  usage: z.object({
+    cpuPercent: z.number().nonnegative(),
+    memoryUsedMiB: z.number().nonnegative(),
+    load1: z.number().nonnegative(),
+  }),
+});
+
+export const agentInstanceSchema = z.object({
+  type: z.literal('instance'),
+  status: instanceStatusSchema,
+});
+
+/** The agent refused an assignment (for example an epoch older than one it has seen). */
+export const agentRejectSchema = z.object({
+  type: z.literal('reject'),
+  workload: nameSchema,
+  epoch: z.number().int().nonnegative(),
+  code: z.string().max(64),
+  message: z.string().max(4096),
+});
+
+export const agentMessageSchema = z.discriminatedUnion('type', [
+  agentHelloSchema,
+  agentHeartbeatSchema,
+  agentInstanceSchema,
+  agentRejectSchema,
+]);
+
+export const assignmentSchema = z.object({
+  workload: nameSchema,
+  epoch: z.number().int().positive(),
+  spec: workloadSpecSchema,
+  restartNonce: z.number().int().nonnegative(),
+});
+
+export const controllerMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('welcome'),
+    clusterId: z.string(),
+    controllerId: z.string(),
+    heartbeatIntervalMs: z.number().int().positive(),
+  }),
+  /** The full set of instances this node must run; anything else it runs must stop. */
+  z.object({ type: z.literal('assignments'), assignments: z.array(assignmentSchema) }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+]);
+
+export type AgentHello = z.infer<typeof agentHelloSchema>;
+export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
+export type AgentMessage = z.infer<typeof agentMessageSchema>;
+export type Assignment = z.infer<typeof assignmentSchema>;
+export type ControllerMessage = z.infer<typeof controllerMessageSchema>;

@@ -1,0 +1,259 @@
+// Validation of a whole cluster spec: the schema first, then the cross-references and constraints
+// that no single field can check (duplicates, dangling references, impossible placements).
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { clusterSpecSchema, type Capacity, type ClusterSpec, type WorkloadSpec } from './spec.js';
+
+export interface SpecProblem {
+  /** Where the problem is, e.g. `workloads[0].probes[1].endpoint`. */
+  path: string;
+  /** What was expected there. */
+  message: string;
+}
+
+/** What the cluster already holds, so a spec may refer to it without repeating it. */
+export interface SpecContext {
+  sites?: readonly string[];
+  nodes?: readonly {
+    name: string;
+    site: string;
+    capacity?: Capacity;
+    labels: Record<string, string>;
+  }[];
+  workloads?: readonly string[];
+}
+
+export type SpecResult = { ok: true; spec: ClusterSpec } | { ok: false; problems: SpecProblem[] };
+
+/** Limit on a spec document's size, checked before parsing. */
+export const specTextBytesMax = 1_048_576;
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): SpecProblem[] {
+  const path = formatPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({
+      path: formatPath([...issue.path, key]),
+      message: 'unknown field (check its spelling and place)',
+    }));
+  }
+  let message = issue.message.replace(/^Invalid input: /, '');
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = `required: ${message}`;
+  return [{ path, message }];
+}
+
+/** Parses YAML or JSON text (JSON is YAML) into a plain value, reporting the line of a syntax error. */
+export function parseSpecText(
+  text: string,
+): { ok: true; value: unknown } | { ok: false; problems: SpecProblem[] } {
+  if (Buffer.byteLength(text) > specTextBytesMax) {
+    return {
+      ok: false,
+      problems: [{ path: '(document)', message: `expected at most ${specTextBytesMax} bytes` }],
+    };
+  }
+  try {
+    return { ok: true, value: parseYaml(text, { maxAliasCount: 100 }) as unknown };
+  } catch (err) {
+    const where =
+      err instanceof YAMLParseError && err.linePos ? `line ${err.linePos[0].line}` : '(document)';
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    return { ok: false, problems: [{ path: where, message: `expected YAML or JSON: ${reason}` }] };
+  }
+}
+
+export function validateSpec(input: unknown, context: SpecContext = {}): SpecResult {
+  const parsed = clusterSpecSchema.safeParse(input ?? {});
+  if (!parsed.success) return { ok: false, problems: parsed.error.issues.flatMap(describeIssue) };
+  const problems = crossCheck(parsed.data, context);
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, spec: parsed.data };
+}
+
+function duplicates(
+  names: readonly string[],
+  at: (index: number) => string,
+  what: string,
+): SpecProblem[] {
+  const seen = new Map<string, number>();
+  const problems: SpecProblem[] = [];
+  names.forEach((name, index) => {
+    const first = seen.get(name);
+    if (first === undefined) seen.set(name, index);
+    else
+      problems.push({
+        path: at(index),
+        message: `duplicate ${what} "${name}" (first at ${at(first)})`,
+      });
+  });
+  return problems;
+}
+
+function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
+  const problems: SpecProblem[] = [
+    ...duplicates(
+      spec.sites.map((s) => s.name),
+      (i) => `sites[${i}].name`,
+      'site',
+    ),
+    ...duplicates(
+      spec.nodes.map((n) => n.name),
+      (i) => `nodes[${i}].name`,
+      'node',
+    ),
+    ...duplicates(
+      spec.workloads.map((w) => w.name),
+      (i) => `workloads[${i}].name`,
+      'workload',
+    ),
+  ];
+  const sites = new Set([...(context.sites ?? []), ...spec.sites.map((s) => s.name)]);
+  spec.nodes.forEach((node, i) => {
+    if (!sites.has(node.site))
+      problems.push({
+        path: `nodes[${i}].site`,
+        message: `expected a declared site, got "${node.site}"`,
+      });
+  });
+  const declared = new Map((context.nodes ?? []).map((n) => [n.name, n]));
+  for (const node of spec.nodes) declared.set(node.name, node);
+  const workloadNames = new Set([
+    ...(context.workloads ?? []),
+    ...spec.workloads.map((w) => w.name),
+  ]);
+  const ports = new Map<string, string>();
+  spec.workloads.forEach((workload, i) => {
+    problems.push(
+      ...checkWorkload(workload, `workloads[${i}]`, {
+        sites,
+        workloadNames,
+        nodes: [...declared.values()],
+      }),
+    );
+    workload.endpoints.forEach((endpoint, j) => {
+      const key = `${endpoint.host}:${endpoint.port}`;
+      const owner = ports.get(key);
+      const path = `workloads[${i}].endpoints[${j}].port`;
+      if (owner !== undefined)
+        problems.push({ path, message: `port ${key} is already used by ${owner}` });
+      else ports.set(key, path);
+    });
+  });
+  return problems;
+}
+
+interface WorkloadContext {
+  sites: Set<string>;
+  workloadNames: Set<string>;
+  nodes: { name: string; site: string; capacity?: Capacity; labels: Record<string, string> }[];
+}
+
+function checkWorkload(workload: WorkloadSpec, at: string, ctx: WorkloadContext): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  if (workload.driver === 'vm') {
+    problems.push({
+      path: `${at}.driver`,
+      message: 'expected "process": the "vm" driver is reserved for a later release',
+    });
+  }
+  if (workload.driver === 'process' && workload.process === undefined) {
+    problems.push({
+      path: `${at}.process`,
+      message: 'required: a process section with a command for driver "process"',
+    });
+  }
+  problems.push(
+    ...duplicates(
+      workload.endpoints.map((e) => e.name),
+      (i) => `${at}.endpoints[${i}].name`,
+      'endpoint',
+    ),
+  );
+  const probeNames = workload.probes.map((p, i) => p.name ?? `#${i}`);
+  problems.push(...duplicates(probeNames, (i) => `${at}.probes[${i}].name`, 'probe'));
+  const endpoints = new Set(workload.endpoints.map((e) => e.name));
+  workload.probes.forEach((probe, i) => {
+    if (probe.type !== 'exec' && !endpoints.has(probe.endpoint)) {
+      problems.push({
+        path: `${at}.probes[${i}].endpoint`,
+        message: `expected an endpoint of this workload, got "${probe.endpoint}"`,
+      });
+    }
+    if (probe.timeoutMs > probe.intervalMs * 10) {
+      problems.push({
+        path: `${at}.probes[${i}].timeoutMs`,
+        message: 'expected a timeout of at most ten intervals',
+      });
+    }
+  });
+  const { restart, placement } = workload.availability;
+  if (restart.backoffInitialMs > restart.backoffMaxMs) {
+    problems.push({
+      path: `${at}.availability.restart.backoffInitialMs`,
+      message: 'expected at most backoffMaxMs',
+    });
+  }
+  placement.antiAffinity.forEach((name, i) => {
+    const path = `${at}.availability.placement.antiAffinity[${i}]`;
+    if (name === workload.name)
+      problems.push({ path, message: 'expected another workload, not this one' });
+    else if (!ctx.workloadNames.has(name))
+      problems.push({ path, message: `expected a declared workload, got "${name}"` });
+  });
+  placement.sites.forEach((site, i) => {
+    if (!ctx.sites.has(site)) {
+      problems.push({
+        path: `${at}.availability.placement.sites[${i}]`,
+        message: `expected a declared site, got "${site}"`,
+      });
+    }
+  });
+  problems.push(...checkFeasible(workload, at, ctx.nodes));
+  return problems;
+}
+
+/** A workload that no declared node could ever hold is rejected now rather than left pending forever. */
+function checkFeasible(
+  workload: WorkloadSpec,
+  at: string,
+  nodes: WorkloadContext['nodes'],
+): SpecProblem[] {
+  if (nodes.length === 0) return [];
+  const { labels, sites } = workload.availability.placement;
+  const matching = nodes.filter(
+    (n) =>
+      Object.entries(labels).every(([k, v]) => n.labels[k] === v) &&
+      (sites.length === 0 || sites.includes(n.site)),
+  );
+  if (matching.length === 0) {
+    return [
+      {
+        path: `${at}.availability.placement`,
+        message: 'expected labels and sites that at least one declared node matches',
+      },
+    ];
+  }
+  const sized = matching.filter((n) => n.capacity !== undefined);
+  if (sized.length === matching.length) {
+    const fits = sized.some(
+      (n) =>
+        n.capacity!.cpu >= workload.resources.cpu &&
+        n.capacity!.memoryMiB >= workload.resources.memoryMiB,
+    );
+    if (!fits)
+      return [
+        {
+          path: `${at}.resources`,
+          message: 'expected resources that fit on at least one matching node',
+        },
+      ];
+  }
+  return [];
+}

@@ -1,0 +1,193 @@
+// The cluster spec: sites, nodes and workloads, as zod schemas. A spec is validated whole; every
+// problem is reported with its path and what was expected, and nothing of an invalid spec is applied.
+import { z } from 'zod';
+
+const nameRegex = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const nameSchema = z.string().regex(nameRegex, {
+  error: 'expected a name of lowercase letters, digits and "-" (1-63 characters)',
+});
+
+const labelsSchema = z.record(
+  z.string().regex(/^[a-zA-Z0-9._/-]{1,63}$/, {
+    error: 'expected a label key of letters, digits, ".", "_", "/", "-"',
+  }),
+  z.string().max(63, { error: 'expected a label value of at most 63 characters' }),
+);
+
+const positive = (what: string) =>
+  z.number({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
+const positiveInt = (what: string) =>
+  z
+    .number({ error: `expected ${what}` })
+    .int({ error: `expected ${what}` })
+    .positive({ error: `expected ${what}` });
+const durationMs = (what: string, max: number) =>
+  positiveInt(`${what} as a positive whole number of milliseconds`).max(max, {
+    error: `expected ${what} of at most ${max} ms`,
+  });
+
+export const siteSpecSchema = z.strictObject({
+  name: nameSchema,
+  description: z.string().max(200).optional(),
+});
+
+export const capacitySchema = z.strictObject({
+  cpu: positive('a positive number of CPUs'),
+  memoryMiB: positiveInt('a positive whole number of MiB'),
+  diskGiB: positive('a positive number of GiB').optional(),
+});
+
+export const nodeRoleSchema = z.enum(['production', 'spare'], {
+  error: 'expected "production" or "spare"',
+});
+
+export const nodeSpecSchema = z.strictObject({
+  name: nameSchema,
+  site: nameSchema,
+  role: nodeRoleSchema.default('production'),
+  capacity: capacitySchema.optional(),
+  labels: labelsSchema.default({}),
+});
+
+export const resourcesSchema = z.strictObject({
+  cpu: z
+    .number({ error: 'expected a number of CPUs' })
+    .nonnegative({ error: 'expected a number of CPUs >= 0' })
+    .default(0),
+  memoryMiB: z
+    .number({ error: 'expected a whole number of MiB' })
+    .int({ error: 'expected a whole number of MiB' })
+    .nonnegative({ error: 'expected a whole number of MiB >= 0' })
+    .default(0),
+});
+
+export const endpointSpecSchema = z.strictObject({
+  name: nameSchema,
+  /** The stable port the redirector listens on for this endpoint. */
+  port: z
+    .number({ error: 'expected a TCP port number' })
+    .int({ error: 'expected a TCP port number' })
+    .min(1, { error: 'expected a TCP port between 1 and 65535' })
+    .max(65535, { error: 'expected a TCP port between 1 and 65535' }),
+  /** The address the redirector binds; loopback unless told otherwise. */
+  host: z.ipv4({ error: 'expected an IPv4 address' }).default('127.0.0.1'),
+});
+
+const probeCommon = {
+  name: nameSchema.optional(),
+  intervalMs: durationMs('an interval', 3_600_000).default(1000),
+  timeoutMs: durationMs('a timeout', 600_000).default(1000),
+  failureThreshold: positiveInt('a positive whole number of failures').max(100).default(3),
+};
+
+export const probeSpecSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({ type: z.literal('tcp'), endpoint: nameSchema, ...probeCommon }),
+    z.strictObject({
+      type: z.literal('http'),
+      endpoint: nameSchema,
+      path: z.string().startsWith('/', { error: 'expected a path starting with "/"' }).default('/'),
+      expectStatus: z.number().int().min(100).max(599).default(200),
+      bodyMatch: z.string().max(1024).optional(),
+      ...probeCommon,
+    }),
+    z.strictObject({
+      type: z.literal('exec'),
+      command: z.array(z.string()).min(1, { error: 'expected a command of at least one word' }),
+      ...probeCommon,
+    }),
+  ],
+  { error: 'expected a probe of type "tcp", "http" or "exec"' },
+);
+
+export const restartPolicySchema = z
+  .strictObject({
+    maxRestarts: z
+      .number()
+      .int()
+      .nonnegative({ error: 'expected a whole number >= 0' })
+      .max(1000)
+      .default(3),
+    windowMs: durationMs('a window', 86_400_000).default(60_000),
+    backoffInitialMs: durationMs('an initial backoff', 600_000).default(100),
+    backoffMaxMs: durationMs('a maximum backoff', 3_600_000).default(5_000),
+  })
+  .default({ maxRestarts: 3, windowMs: 60_000, backoffInitialMs: 100, backoffMaxMs: 5_000 });
+
+export const placementSchema = z
+  .strictObject({
+    labels: labelsSchema.default({}),
+    antiAffinity: z.array(nameSchema).default([]),
+    sites: z.array(nameSchema).default([]),
+  })
+  .default({ labels: {}, antiAffinity: [], sites: [] });
+
+export const availabilitySchema = z
+  .strictObject({
+    mode: z
+      .literal('ha', { error: 'expected "ha" (other modes come with later releases)' })
+      .default('ha'),
+    priority: z
+      .number()
+      .int()
+      .min(0, { error: 'expected a priority between 0 and 1000' })
+      .max(1000)
+      .default(100),
+    restart: restartPolicySchema,
+    placement: placementSchema,
+  })
+  .default({
+    mode: 'ha',
+    priority: 100,
+    restart: { maxRestarts: 3, windowMs: 60_000, backoffInitialMs: 100, backoffMaxMs: 5_000 },
+    placement: { labels: {}, antiAffinity: [], sites: [] },
+  });
+
+export const processSpecSchema = z.strictObject({
+  command: z.array(z.string().min(1)).min(1, { error: 'expected a command of at least one word' }),
+  env: z
+    .record(
+      z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }),
+      z.string(),
+    )
+    .default({}),
+  /** Working directory; relative paths are under the instance's own directory on the node. */
+  cwd: z.string().min(1).optional(),
+  stopGraceMs: durationMs('a stop grace period', 600_000).default(5_000),
+});
+
+export const workloadSpecSchema = z.strictObject({
+  name: nameSchema,
+  driver: z.enum(['process', 'vm'], { error: 'expected driver "process" (or "vm", reserved)' }),
+  process: processSpecSchema.optional(),
+  resources: resourcesSchema.default({ cpu: 0, memoryMiB: 0 }),
+  endpoints: z.array(endpointSpecSchema).default([]),
+  probes: z.array(probeSpecSchema).default([]),
+  availability: availabilitySchema,
+});
+
+export const clusterSpecSchema = z.strictObject({
+  apiVersion: z
+    .literal('continuum/v1', { error: 'expected "continuum/v1"' })
+    .default('continuum/v1'),
+  sites: z.array(siteSpecSchema).default([]),
+  nodes: z.array(nodeSpecSchema).default([]),
+  workloads: z.array(workloadSpecSchema).default([]),
+});
+
+export type SiteSpec = z.infer<typeof siteSpecSchema>;
+export type NodeSpec = z.infer<typeof nodeSpecSchema>;
+export type Capacity = z.infer<typeof capacitySchema>;
+export type NodeRole = z.infer<typeof nodeRoleSchema>;
+export type Resources = z.infer<typeof resourcesSchema>;
+export type EndpointSpec = z.infer<typeof endpointSpecSchema>;
+export type ProbeSpec = z.infer<typeof probeSpecSchema>;
+export type RestartPolicy = z.infer<typeof restartPolicySchema>;
+export type Placement = z.infer<typeof placementSchema>;
+export type WorkloadSpec = z.infer<typeof workloadSpecSchema>;
+export type ClusterSpec = z.infer<typeof clusterSpecSchema>;
+/** A spec as written by a person, before defaults are filled in. */
+export type ClusterSpecInput = z.input<typeof clusterSpecSchema>;
