@@ -71,8 +71,8 @@ export interface Transition {
   healthyAt?: number;
 }
 
-export type WorkloadPhase =
-  'pending' | 'starting' | 'active' | 'degraded' | 'failing-over' | 'switching';
+/** Derived for display from the record and its instance; never stored. */
+export type WorkloadPhase = 'pending' | 'starting' | 'active' | 'degraded' | 'moving';
 
 export interface WorkloadRecord {
   name: string;
@@ -81,12 +81,13 @@ export interface WorkloadRecord {
   epoch: number;
   /** The owner at this epoch, or null while unplaced. */
   node: string | null;
-  phase: WorkloadPhase;
   /** Raised by the operator's restart action; the owning agent restarts when it grows. */
   restartNonce: number;
   transition?: Transition;
   /** Nodes this workload must avoid (its remediation ladder gave up there), until the given time. */
   avoid: { node: string; until: number }[];
+  /** Why the last attempt to place or move it failed, kept so the journal says it once, not every tick. */
+  blockedReason?: string;
   updatedAt: number;
 }
 
@@ -122,6 +123,8 @@ export interface InstanceStatus {
 export interface InstanceRecord extends InstanceStatus {
   /** Controller time at which this status was received. */
   reportedAt: number;
+  /** Controller time at which the instance entered its current state. */
+  stateSince: number;
 }
 
 export type EventSubjectKind =

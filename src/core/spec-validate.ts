@@ -37,6 +37,35 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(root)' : out;
 }
 
+/** A short description of a wrong value, so a message can say what it got as well as what it wanted. */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string')
+    return value.length > 40 ? `"${value.slice(0, 40)}..."` : JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'object') return 'a map';
+  return `a value of type ${typeof value}`;
+}
+
+/**
+ * The value an issue is about. A discriminated union reports the whole object at the path of its
+ * discriminator (`probes[0].type`), so the discriminator's own value is picked out of it.
+ */
+function issueValue(issue: z.core.$ZodIssue): unknown {
+  const last = issue.path[issue.path.length - 1];
+  const input = issue.input;
+  if (issue.code === 'invalid_union' && typeof input === 'object' && input !== null) {
+    if (typeof last === 'string' && !Array.isArray(input))
+      return (input as Record<string, unknown>)[last];
+  }
+  return input;
+}
+
+// zod's own wording for a wrong type is "expected string, received number"; the schemas in spec.ts
+// carry their own messages, and this covers any that do not (an object where a map was expected).
+const zodTypeMessage = /^(?:Invalid input: )?expected (\w+), received \w+$/;
+
 function describeIssue(issue: z.core.$ZodIssue): SpecProblem[] {
   const path = formatPath(issue.path);
   if (issue.code === 'unrecognized_keys') {
@@ -45,8 +74,14 @@ function describeIssue(issue: z.core.$ZodIssue): SpecProblem[] {
       message: 'unknown field (check its spelling and place)',
     }));
   }
-  let message = issue.message.replace(/^Invalid input: /, '');
-  if (issue.code === 'invalid_type' && issue.input === undefined) message = `required: ${message}`;
+  const zodType = zodTypeMessage.exec(issue.message)?.[1];
+  let message = zodType
+    ? `expected ${zodType === 'object' ? 'a map of fields' : `a ${zodType}`}`
+    : issue.message.replace(/^Invalid input: /, '');
+  // The input is present on the issue only because validateSpec asks for it (reportInput).
+  const value = issueValue(issue);
+  if (value === undefined && issue.code !== 'custom') message = `required: ${message}`;
+  else if (!message.includes(', got ')) message = `${message}, got ${describeValue(value)}`;
   return [{ path, message }];
 }
 
@@ -65,13 +100,15 @@ export function parseSpecText(
   } catch (err) {
     const where =
       err instanceof YAMLParseError && err.linePos ? `line ${err.linePos[0].line}` : '(document)';
-    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    const reason = (
+      err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)
+    ).replace(/:$/, '');
     return { ok: false, problems: [{ path: where, message: `expected YAML or JSON: ${reason}` }] };
   }
 }
 
 export function validateSpec(input: unknown, context: SpecContext = {}): SpecResult {
-  const parsed = clusterSpecSchema.safeParse(input ?? {});
+  const parsed = clusterSpecSchema.safeParse(input ?? {}, { reportInput: true });
   if (!parsed.success) return { ok: false, problems: parsed.error.issues.flatMap(describeIssue) };
   const problems = crossCheck(parsed.data, context);
   return problems.length > 0 ? { ok: false, problems } : { ok: true, spec: parsed.data };
@@ -128,7 +165,7 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
     ...(context.workloads ?? []),
     ...spec.workloads.map((w) => w.name),
   ]);
-  const ports = new Map<string, string>();
+  const ports: { host: string; port: number; path: string }[] = [];
   spec.workloads.forEach((workload, i) => {
     problems.push(
       ...checkWorkload(workload, `workloads[${i}]`, {
@@ -138,12 +175,19 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
       }),
     );
     workload.endpoints.forEach((endpoint, j) => {
-      const key = `${endpoint.host}:${endpoint.port}`;
-      const owner = ports.get(key);
       const path = `workloads[${i}].endpoints[${j}].port`;
-      if (owner !== undefined)
-        problems.push({ path, message: `port ${key} is already used by ${owner}` });
-      else ports.set(key, path);
+      // 0.0.0.0 binds every address, so it collides with any host on the same port.
+      const owner = ports.find(
+        (p) =>
+          p.port === endpoint.port &&
+          (p.host === endpoint.host || p.host === '0.0.0.0' || endpoint.host === '0.0.0.0'),
+      );
+      if (owner !== undefined) {
+        problems.push({
+          path,
+          message: `expected a free port: ${endpoint.host}:${endpoint.port} is already used by ${owner.path}`,
+        });
+      } else ports.push({ host: endpoint.host, port: endpoint.port, path });
     });
   });
   return problems;
@@ -189,7 +233,7 @@ function checkWorkload(workload: WorkloadSpec, at: string, ctx: WorkloadContext)
     if (probe.timeoutMs > probe.intervalMs * 10) {
       problems.push({
         path: `${at}.probes[${i}].timeoutMs`,
-        message: 'expected a timeout of at most ten intervals',
+        message: `expected a timeout of at most ten intervals (${probe.intervalMs * 10} ms), got ${probe.timeoutMs}`,
       });
     }
   });
@@ -197,7 +241,7 @@ function checkWorkload(workload: WorkloadSpec, at: string, ctx: WorkloadContext)
   if (restart.backoffInitialMs > restart.backoffMaxMs) {
     problems.push({
       path: `${at}.availability.restart.backoffInitialMs`,
-      message: 'expected at most backoffMaxMs',
+      message: `expected at most backoffMaxMs (${restart.backoffMaxMs}), got ${restart.backoffInitialMs}`,
     });
   }
   placement.antiAffinity.forEach((name, i) => {

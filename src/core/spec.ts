@@ -3,15 +3,40 @@
 import { z } from 'zod';
 
 const nameRegex = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-export const nameSchema = z.string().regex(nameRegex, {
-  error: 'expected a name of lowercase letters, digits and "-" (1-63 characters)',
-});
+const nameExpected = 'expected a name of lowercase letters, digits and "-" (1-63 characters)';
+export const nameSchema = z
+  .string({ error: nameExpected })
+  .regex(nameRegex, { error: nameExpected });
+
+// Every schema below carries its own message: zod's defaults ("Invalid input", "Too small") say
+// neither what the field is nor what would be accepted, and the spec's reader is a person.
+const text = (what: string, max: number) => {
+  const expected = `expected ${what} of at most ${max} characters`;
+  return z.string({ error: expected }).max(max, { error: expected });
+};
+const wholeNumber = (what: string, min: number, max: number) => {
+  const expected = `expected ${what} between ${min} and ${max}`;
+  return z
+    .number({ error: expected })
+    .int({ error: expected })
+    .min(min, { error: expected })
+    .max(max, { error: expected });
+};
+const listOf = <T extends z.ZodType>(item: T, what: string) =>
+  z.array(item, { error: `expected a list of ${what}` });
+const commandSchema = listOf(
+  z
+    .string({ error: 'expected each word of the command as a string' })
+    .min(1, { error: 'expected a non-empty word' }),
+  'words (the command and its arguments)',
+).min(1, { error: 'expected a command of at least one word' });
 
 const labelsSchema = z.record(
-  z.string().regex(/^[a-zA-Z0-9._/-]{1,63}$/, {
+  z.string({ error: 'expected a label key' }).regex(/^[a-zA-Z0-9._/-]{1,63}$/, {
     error: 'expected a label key of letters, digits, ".", "_", "/", "-"',
   }),
-  z.string().max(63, { error: 'expected a label value of at most 63 characters' }),
+  text('a label value', 63),
+  { error: 'expected labels as a map of key: value' },
 );
 
 const positive = (what: string) =>
@@ -28,7 +53,7 @@ const durationMs = (what: string, max: number) =>
 
 export const siteSpecSchema = z.strictObject({
   name: nameSchema,
-  description: z.string().max(200).optional(),
+  description: text('a description', 200).optional(),
 });
 
 export const capacitySchema = z.strictObject({
@@ -77,7 +102,7 @@ const probeCommon = {
   name: nameSchema.optional(),
   intervalMs: durationMs('an interval', 3_600_000).default(1000),
   timeoutMs: durationMs('a timeout', 600_000).default(1000),
-  failureThreshold: positiveInt('a positive whole number of failures').max(100).default(3),
+  failureThreshold: wholeNumber('a whole number of failures', 1, 100).default(3),
 };
 
 export const probeSpecSchema = z.discriminatedUnion(
@@ -87,14 +112,17 @@ export const probeSpecSchema = z.discriminatedUnion(
     z.strictObject({
       type: z.literal('http'),
       endpoint: nameSchema,
-      path: z.string().startsWith('/', { error: 'expected a path starting with "/"' }).default('/'),
-      expectStatus: z.number().int().min(100).max(599).default(200),
-      bodyMatch: z.string().max(1024).optional(),
+      path: z
+        .string({ error: 'expected a path starting with "/"' })
+        .startsWith('/', { error: 'expected a path starting with "/"' })
+        .default('/'),
+      expectStatus: wholeNumber('an HTTP status', 100, 599).default(200),
+      bodyMatch: text('a body match', 1024).optional(),
       ...probeCommon,
     }),
     z.strictObject({
       type: z.literal('exec'),
-      command: z.array(z.string()).min(1, { error: 'expected a command of at least one word' }),
+      command: commandSchema,
       ...probeCommon,
     }),
   ],
@@ -103,12 +131,7 @@ export const probeSpecSchema = z.discriminatedUnion(
 
 export const restartPolicySchema = z
   .strictObject({
-    maxRestarts: z
-      .number()
-      .int()
-      .nonnegative({ error: 'expected a whole number >= 0' })
-      .max(1000)
-      .default(3),
+    maxRestarts: wholeNumber('a whole number of restarts', 0, 1000).default(3),
     windowMs: durationMs('a window', 86_400_000).default(60_000),
     backoffInitialMs: durationMs('an initial backoff', 600_000).default(100),
     backoffMaxMs: durationMs('a maximum backoff', 3_600_000).default(5_000),
@@ -118,8 +141,8 @@ export const restartPolicySchema = z
 export const placementSchema = z
   .strictObject({
     labels: labelsSchema.default({}),
-    antiAffinity: z.array(nameSchema).default([]),
-    sites: z.array(nameSchema).default([]),
+    antiAffinity: listOf(nameSchema, 'workload names').default([]),
+    sites: listOf(nameSchema, 'site names').default([]),
   })
   .default({ labels: {}, antiAffinity: [], sites: [] });
 
@@ -128,12 +151,7 @@ export const availabilitySchema = z
     mode: z
       .literal('ha', { error: 'expected "ha" (other modes come with later releases)' })
       .default('ha'),
-    priority: z
-      .number()
-      .int()
-      .min(0, { error: 'expected a priority between 0 and 1000' })
-      .max(1000)
-      .default(100),
+    priority: wholeNumber('a priority', 0, 1000).default(100),
     restart: restartPolicySchema,
     placement: placementSchema,
   })
@@ -145,17 +163,21 @@ export const availabilitySchema = z
   });
 
 export const processSpecSchema = z.strictObject({
-  command: z.array(z.string().min(1)).min(1, { error: 'expected a command of at least one word' }),
+  command: commandSchema,
   env: z
     .record(
       z
-        .string()
+        .string({ error: 'expected an environment variable name' })
         .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name' }),
-      z.string(),
+      z.string({ error: 'expected an environment variable value as a string' }),
+      { error: 'expected environment variables as a map of NAME: value' },
     )
     .default({}),
   /** Working directory; relative paths are under the instance's own directory on the node. */
-  cwd: z.string().min(1).optional(),
+  cwd: z
+    .string({ error: 'expected a directory path' })
+    .min(1, { error: 'expected a non-empty directory path' })
+    .optional(),
   stopGraceMs: durationMs('a stop grace period', 600_000).default(5_000),
 });
 
@@ -164,8 +186,8 @@ export const workloadSpecSchema = z.strictObject({
   driver: z.enum(['process', 'vm'], { error: 'expected driver "process" (or "vm", reserved)' }),
   process: processSpecSchema.optional(),
   resources: resourcesSchema.default({ cpu: 0, memoryMiB: 0 }),
-  endpoints: z.array(endpointSpecSchema).default([]),
-  probes: z.array(probeSpecSchema).default([]),
+  endpoints: listOf(endpointSpecSchema, 'endpoints').default([]),
+  probes: listOf(probeSpecSchema, 'probes').default([]),
   availability: availabilitySchema,
 });
 
@@ -173,9 +195,9 @@ export const clusterSpecSchema = z.strictObject({
   apiVersion: z
     .literal('continuum/v1', { error: 'expected "continuum/v1"' })
     .default('continuum/v1'),
-  sites: z.array(siteSpecSchema).default([]),
-  nodes: z.array(nodeSpecSchema).default([]),
-  workloads: z.array(workloadSpecSchema).default([]),
+  sites: listOf(siteSpecSchema, 'sites').default([]),
+  nodes: listOf(nodeSpecSchema, 'nodes').default([]),
+  workloads: listOf(workloadSpecSchema, 'workloads').default([]),
 });
 
 export type SiteSpec = z.infer<typeof siteSpecSchema>;

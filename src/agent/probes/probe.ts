@@ -16,6 +16,11 @@ export interface ProbeResult {
   durationMs: number;
   /** Why the check failed, in words an operator understands. */
   error?: string;
+  /**
+   * True when the target answered but not as expected (an HTTP status or body mismatch, an exec
+   * exit code). Such failures count even while the instance starts; "nobody listening yet" does not.
+   */
+  answered?: boolean;
 }
 
 export interface ProbeRunner {

@@ -1,0 +1,231 @@
+// The agent core: applies the controller's assignment sets (level-based: run exactly these,
+// stop everything else), refuses epochs older than it has seen, re-attaches to its instances after
+// a restart, and reports instance status. The session adapter (session.ts) carries its messages.
+import type { InstanceStatus } from '../core/model.js';
+import type { Clock, Logger } from '../core/ports.js';
+import type { AgentMessage, Assignment, ControllerMessage } from '../core/protocol.js';
+import type { AgentState } from './agent-state.js';
+import type { Driver, InstanceHandle } from './drivers/driver.js';
+import { InstanceRunner } from './instance-runner.js';
+import type { ProbeRunner } from './probes/probe.js';
+
+/** File-system and port work the agent needs, as a port so the simulator can supply its own. */
+export interface AgentHost {
+  prepare(
+    workload: string,
+    epoch: number,
+    spec: Assignment['spec'],
+  ): Promise<{ runDir: string; cwd: string }>;
+  allocatePorts(
+    spec: Assignment['spec'],
+    previous?: Record<string, number>,
+  ): Promise<Record<string, number>>;
+  loadState(): AgentState;
+  saveState(state: AgentState): void;
+}
+
+export interface AgentCoreOptions {
+  node: string;
+  host: string;
+  driver: Driver;
+  probes: ProbeRunner;
+  clock: Clock;
+  logger: Logger;
+  env: AgentHost;
+  startupProbeIntervalMs?: number;
+  startupTimeoutMs?: number;
+  send(message: AgentMessage): void;
+}
+
+export class AgentCore {
+  private readonly runners = new Map<string, InstanceRunner>();
+  private readonly state: AgentState;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: AgentCoreOptions) {
+    this.state = options.env.loadState();
+  }
+
+  get clusterId(): string | undefined {
+    return this.state.clusterId;
+  }
+
+  /** Re-attaches to every instance recorded before a restart; none is relaunched here. */
+  async recover(): Promise<void> {
+    for (const [workload, saved] of Object.entries(this.state.instances)) {
+      const runner = await this.makeRunner(
+        workload,
+        saved.epoch,
+        saved.spec,
+        saved.restartNonce,
+        saved.ports,
+        saved.handle,
+      );
+      const alive = await runner.recover();
+      this.options.logger.log(
+        'info',
+        alive ? 're-attached to instance' : 'instance ended while the agent was away',
+        {
+          workload,
+          epoch: saved.epoch,
+          pid: saved.handle?.pid,
+        },
+      );
+    }
+  }
+
+  statuses(): InstanceStatus[] {
+    return [...this.runners.values()].map((r) => r.status());
+  }
+
+  handle(message: ControllerMessage): void {
+    if (message.type === 'welcome') {
+      if (this.state.clusterId === undefined) {
+        this.state.clusterId = message.clusterId;
+        this.persist();
+      }
+    } else if (message.type === 'assignments') {
+      this.chain = this.chain
+        .then(() => this.apply(message.assignments))
+        .catch((err: unknown) =>
+          this.options.logger.log('error', 'applying assignments failed', { error: String(err) }),
+        );
+    } else {
+      this.options.logger.log('warn', 'controller reported an error', {
+        code: message.code,
+        message: message.message,
+      });
+    }
+  }
+
+  /** Resolves once every assignment set received so far has been applied. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  private async apply(assignments: Assignment[]): Promise<void> {
+    const wanted = new Map<string, Assignment>();
+    for (const a of assignments) {
+      const highest = this.state.highestEpochs[a.workload] ?? 0;
+      if (a.epoch < highest) {
+        this.options.send({
+          type: 'reject',
+          workload: a.workload,
+          epoch: a.epoch,
+          code: 'CONTINUUM_ERR_STALE_EPOCH',
+          message: `epoch ${a.epoch} is older than ${highest}, already seen here`,
+        });
+        continue;
+      }
+      if (a.epoch > highest) {
+        this.state.highestEpochs[a.workload] = a.epoch;
+        this.persist();
+      }
+      wanted.set(a.workload, a);
+    }
+    for (const [workload, runner] of [...this.runners]) {
+      const a = wanted.get(workload);
+      if (a !== undefined && a.epoch === runner.epoch) continue;
+      await runner.stop(
+        a === undefined ? 'no longer assigned to this node' : `superseded by epoch ${a.epoch}`,
+      );
+      this.runners.delete(workload);
+      delete this.state.instances[workload];
+      this.persist();
+    }
+    for (const a of wanted.values()) await this.ensure(a);
+  }
+
+  private async ensure(a: Assignment): Promise<void> {
+    let runner = this.runners.get(a.workload);
+    if (runner === undefined) {
+      const ports = await this.options.env.allocatePorts(a.spec);
+      runner = await this.makeRunner(a.workload, a.epoch, a.spec, a.restartNonce, ports, undefined);
+      this.persist();
+      await runner.start();
+      return;
+    }
+    runner.spec = a.spec;
+    if (a.restartNonce > runner.restartNonce) await runner.restartFor(a.restartNonce);
+    else if (!runner.running && !runner.failed && runner.status().state !== 'restarting')
+      await runner.start();
+  }
+
+  private async makeRunner(
+    workload: string,
+    epoch: number,
+    spec: Assignment['spec'],
+    restartNonce: number,
+    ports: Record<string, number>,
+    handle: InstanceHandle | undefined,
+  ): Promise<InstanceRunner> {
+    const { runDir, cwd } = await this.options.env.prepare(workload, epoch, spec);
+    const env = instanceEnv(this.options.node, workload, epoch, spec, ports);
+    const runner = new InstanceRunner(
+      {
+        node: this.options.node,
+        host: this.options.host,
+        driver: this.options.driver,
+        probes: this.options.probes,
+        clock: this.options.clock,
+        logger: this.options.logger.child({ workload }),
+        startupProbeIntervalMs: this.options.startupProbeIntervalMs ?? 50,
+        startupTimeoutMs: this.options.startupTimeoutMs ?? 30_000,
+        report: (status) => this.options.send({ type: 'instance', status }),
+        changed: () => this.persist(),
+      },
+      {
+        workload,
+        epoch,
+        spec,
+        restartNonce,
+        ports,
+        runDir,
+        cwd,
+        env,
+        ...(handle === undefined ? {} : { handle }),
+      },
+    );
+    this.runners.set(workload, runner);
+    return runner;
+  }
+
+  private persist(): void {
+    for (const [workload, runner] of this.runners) {
+      this.state.instances[workload] = {
+        epoch: runner.epoch,
+        restartNonce: runner.restartNonce,
+        spec: runner.spec,
+        ports: runner.ports,
+        ...(runner.handle === undefined ? {} : { handle: runner.handle }),
+      };
+    }
+    this.options.env.saveState(this.state);
+  }
+
+  /** Agent shutdown: timers stop, instances keep running for the next agent to re-attach. */
+  detach(): void {
+    for (const runner of this.runners.values()) runner.detach();
+  }
+}
+
+export function instanceEnv(
+  node: string,
+  workload: string,
+  epoch: number,
+  spec: Assignment['spec'],
+  ports: Record<string, number>,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    CONTINUUM_NODE: node,
+    CONTINUUM_WORKLOAD: workload,
+    CONTINUUM_EPOCH: String(epoch),
+  };
+  spec.endpoints.forEach((endpoint, i) => {
+    const port = ports[endpoint.name];
+    if (port === undefined) return;
+    env[`CONTINUUM_PORT_${endpoint.name.toUpperCase().replace(/-/g, '_')}`] = String(port);
+    if (i === 0) env.PORT = String(port);
+  });
+  return env;
+}

@@ -1,0 +1,160 @@
+// The agent daemon: joins the controller with a token, reports inventory and usage, runs its
+// instances through the process driver, and writes its PID where `continuum up` and tests find it.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import type { Capacity, NodeRole } from '../core/spec.js';
+import type { Logger } from '../core/ports.js';
+import { agentProtocolVersion } from '../core/protocol.js';
+import { systemClock } from '../platform/real-ports.js';
+import { AgentCore, type AgentHost } from './agent.js';
+import { loadAgentState, saveAgentState } from './agent-state.js';
+import { ProcessDriver } from './drivers/process/process-driver.js';
+import { realProbeRunner } from './probes/probe-runner.js';
+import { AgentSession } from './session.js';
+
+export const agentVersion = '0.1.0';
+
+export interface AgentDaemonOptions {
+  node: string;
+  site: string;
+  role: NodeRole;
+  labels: Record<string, string>;
+  /** Address at which this node's instances are reachable. */
+  address: string;
+  capacity?: Partial<Capacity>;
+  dataDir: string;
+  controllerUrls: string[];
+  token: string;
+  logger: Logger;
+}
+
+export interface RunningAgent {
+  core: AgentCore;
+  session: AgentSession;
+  close(): Promise<void>;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function fileHost(dataDir: string, address: string): AgentHost {
+  const statePath = join(dataDir, 'agent-state.json');
+  return {
+    async prepare(workload, _epoch, spec) {
+      const home = join(dataDir, 'workloads', workload);
+      const cwd =
+        spec.process?.cwd === undefined
+          ? home
+          : isAbsolute(spec.process.cwd)
+            ? spec.process.cwd
+            : join(home, spec.process.cwd);
+      const runDir = join(dataDir, 'run', workload);
+      mkdirSync(cwd, { recursive: true });
+      mkdirSync(join(runDir, 'logs'), { recursive: true });
+      // Leftovers of the previous incarnation; logs are kept and appended to.
+      for (const name of ['exit.json', 'shim.json', 'shim.sock'])
+        rmSync(join(runDir, name), { force: true });
+      return Promise.resolve({ runDir, cwd });
+    },
+    async allocatePorts(spec) {
+      const ports: Record<string, number> = {};
+      for (const endpoint of spec.endpoints) ports[endpoint.name] = await freePort(address);
+      return ports;
+    },
+    loadState: () => loadAgentState(statePath),
+    saveState: (state) => saveAgentState(statePath, state),
+  };
+}
+
+class UsageSampler {
+  private last = cpus().map((c) => c.times);
+  sample(): { cpuPercent: number; memoryUsedMiB: number; load1: number } {
+    const now = cpus().map((c) => c.times);
+    let busy = 0;
+    let total = 0;
+    now.forEach((t, i) => {
+      const p = this.last[i] ?? t;
+      const idle = t.idle - p.idle;
+      const all = t.user - p.user + (t.nice - p.nice) + (t.sys - p.sys) + (t.irq - p.irq) + idle;
+      busy += all - idle;
+      total += all;
+    });
+    this.last = now;
+    return {
+      cpuPercent: total > 0 ? Math.round((busy / total) * 1000) / 10 : 0,
+      memoryUsedMiB: Math.round((totalmem() - freemem()) / 1_048_576),
+      load1: loadavg()[0] ?? 0,
+    };
+  }
+}
+
+export async function startAgent(options: AgentDaemonOptions): Promise<RunningAgent> {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(options.dataDir, 'agent.pid'), `${process.pid}\n`);
+  const capacity: Capacity = {
+    cpu: options.capacity?.cpu ?? cpus().length,
+    memoryMiB: options.capacity?.memoryMiB ?? Math.floor(totalmem() / 1_048_576),
+  };
+  const usage = new UsageSampler();
+  // The core needs a way to send before the session exists; it only sends once the session runs.
+  const link: { session?: AgentSession } = {};
+  const core = new AgentCore({
+    node: options.node,
+    host: options.address,
+    driver: new ProcessDriver(),
+    probes: realProbeRunner,
+    clock: systemClock,
+    logger: options.logger,
+    env: fileHost(options.dataDir, options.address),
+    send: (message) => link.session?.send(message),
+  });
+  await core.recover();
+  const session = new AgentSession({
+    controllerUrls: options.controllerUrls,
+    token: options.token,
+    logger: options.logger,
+    hello: () => ({
+      type: 'hello',
+      protocolVersion: agentProtocolVersion,
+      node: options.node,
+      site: options.site,
+      role: options.role,
+      labels: options.labels,
+      address: options.address,
+      capacity,
+      inventory: {
+        hostname: hostname(),
+        cpuCount: cpus().length,
+        memoryMiB: Math.floor(totalmem() / 1_048_576),
+        agentVersion,
+        agentPid: process.pid,
+      },
+      ...(core.clusterId === undefined ? {} : { clusterId: core.clusterId }),
+      instances: core.statuses(),
+    }),
+    heartbeat: (seq) => ({ type: 'heartbeat', seq, usage: usage.sample() }),
+    onMessage: (message) => core.handle(message),
+  });
+  link.session = session;
+  session.start();
+  return {
+    core,
+    session,
+    close() {
+      session.close();
+      core.detach();
+      return core.idle();
+    },
+  };
+}

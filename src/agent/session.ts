@@ -1,0 +1,132 @@
+// The agent's session with the controller over WebSocket: hello with inventory and instances on
+// every (re)connection, heartbeats several times a second, instance reports as they happen, and
+// reconnection with backoff across a list of controller addresses.
+import WebSocket from 'ws';
+import type { Logger } from '../core/ports.js';
+import {
+  agentMessageBytesMax,
+  controllerMessageSchema,
+  type AgentMessage,
+  type ControllerMessage,
+} from '../core/protocol.js';
+
+export interface SessionOptions {
+  controllerUrls: string[];
+  token: string;
+  logger: Logger;
+  hello(): AgentMessage;
+  heartbeat(seq: number): AgentMessage;
+  onMessage(message: ControllerMessage): void;
+  reconnectDelayMsInitial?: number;
+  reconnectDelayMsMax?: number;
+}
+
+export class AgentSession {
+  private ws: WebSocket | undefined;
+  private urlIndex = 0;
+  private delayMs: number;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private closed = false;
+  private heartbeatIntervalMs = 200;
+
+  constructor(private readonly options: SessionOptions) {
+    if (options.controllerUrls.length === 0)
+      throw new RangeError('agent session: expected at least one controller URL');
+    this.delayMs = options.reconnectDelayMsInitial ?? 100;
+  }
+
+  get connected(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  send(message: AgentMessage): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const base = this.options.controllerUrls[this.urlIndex % this.options.controllerUrls.length]!;
+    const url = `${base.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/agent/session`;
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.options.token}` },
+      maxPayload: agentMessageBytesMax,
+      handshakeTimeout: 2000,
+    });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.delayMs = this.options.reconnectDelayMsInitial ?? 100;
+      ws.send(JSON.stringify(this.options.hello()));
+      this.startHeartbeats();
+      this.options.logger.log('info', 'connected to controller', { url: base });
+    });
+    ws.on('message', (data) => {
+      let parsed: ReturnType<typeof controllerMessageSchema.safeParse>;
+      try {
+        parsed = controllerMessageSchema.safeParse(JSON.parse(rawText(data)));
+      } catch {
+        this.options.logger.log('warn', 'controller sent a message that is not JSON; ignored');
+        return;
+      }
+      if (!parsed.success) {
+        this.options.logger.log('warn', 'controller sent an invalid message; ignored', {
+          error: parsed.error.message.slice(0, 500),
+        });
+        return;
+      }
+      if (
+        parsed.data.type === 'welcome' &&
+        parsed.data.heartbeatIntervalMs !== this.heartbeatIntervalMs
+      ) {
+        this.heartbeatIntervalMs = parsed.data.heartbeatIntervalMs;
+        this.startHeartbeats();
+      }
+      this.options.onMessage(parsed.data);
+    });
+    ws.on('error', (err) =>
+      this.options.logger.log('debug', 'controller connection error', {
+        url: base,
+        error: err.message,
+      }),
+    );
+    ws.on('close', () => {
+      if (this.ws !== ws) return;
+      this.stopHeartbeats();
+      this.ws = undefined;
+      this.urlIndex++;
+      if (this.closed) return;
+      this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
+      this.delayMs = Math.min(this.delayMs * 2, this.options.reconnectDelayMsMax ?? 1000);
+    });
+  }
+
+  private startHeartbeats(): void {
+    this.stopHeartbeats();
+    this.heartbeatTimer = setInterval(
+      () => this.send(this.options.heartbeat(++this.seq)),
+      this.heartbeatIntervalMs,
+    );
+  }
+
+  private stopHeartbeats(): void {
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stopHeartbeats();
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
+    this.ws?.close(1000, 'agent stopping');
+  }
+}
+
+function rawText(data: WebSocket.RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data as ArrayBuffer).toString('utf8');
+}

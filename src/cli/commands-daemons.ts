@@ -1,0 +1,149 @@
+// Commands that start daemons: controller, agent, redirector. Each runs until SIGINT or SIGTERM.
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { startAgent } from '../agent/daemon.js';
+import { startControllerServer } from '../controller/server.js';
+import { runRedirector } from '../redirector/main.js';
+import { streamLogger } from '../platform/logger.js';
+import { readToken } from '../platform/tokens.js';
+import { continuumHome, defaultControllerUrl } from './paths.js';
+
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`expected a TCP port between 0 and 65535, got "${value}"`);
+  return port;
+}
+
+function parseLabels(value: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of value.split(',').filter(Boolean)) {
+    const [k, v] = pair.split('=');
+    if (!k || v === undefined) throw new Error(`--labels: expected key=value pairs, got "${pair}"`);
+    labels[k] = v;
+  }
+  return labels;
+}
+
+function untilSignal(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = () => {
+    if (closing) return;
+    closing = true;
+    void close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+export function addDaemonCommands(program: Command): void {
+  program
+    .command('controller')
+    .description('run the controller: API, reconcile loop, agent sessions (SQLite store)')
+    .option('--data-dir <dir>', 'state, tokens', join(continuumHome(), 'controller'))
+    .option('--host <address>', 'address to bind', '127.0.0.1')
+    .option('--port <port>', 'API port', parsePort, 7400)
+    .action(async (opts: { dataDir: string; host: string; port: number }) => {
+      const logger = streamLogger({ name: 'controller' });
+      const running = await startControllerServer({
+        dataDir: opts.dataDir,
+        host: opts.host,
+        port: opts.port,
+        logger,
+      });
+      logger.log('info', `controller listening on ${running.url}`, {
+        apiTokenFile: running.apiTokenFile,
+        agentTokenFile: running.agentTokenFile,
+      });
+      untilSignal(() => running.close());
+    });
+  program
+    .command('agent')
+    .description('run a node agent')
+    .requiredOption('--name <node>', 'node name')
+    .option('--site <site>', 'site of this node', 'local')
+    .option('--role <role>', 'production or spare', 'production')
+    .option('--labels <k=v,...>', 'node labels', parseLabels, {})
+    .option('--address <address>', 'address where instances are reachable', '127.0.0.1')
+    .option('--cpu <n>', 'CPUs offered (default: all)', Number)
+    .option('--memory-mib <n>', 'memory offered in MiB (default: all)', Number)
+    .option('--data-dir <dir>', 'agent state and instance files')
+    .option('--controller <urls>', 'controller address(es), comma-separated', defaultControllerUrl)
+    .option(
+      '--token-file <path>',
+      'agent token file',
+      join(continuumHome(), 'controller', 'agent.token'),
+    )
+    .action(
+      async (opts: {
+        name: string;
+        site: string;
+        role: string;
+        labels: Record<string, string>;
+        address: string;
+        cpu?: number;
+        memoryMib?: number;
+        dataDir?: string;
+        controller: string;
+        tokenFile: string;
+      }) => {
+        if (opts.role !== 'production' && opts.role !== 'spare')
+          throw new Error(`--role: expected "production" or "spare", got "${opts.role}"`);
+        const logger = streamLogger({ name: `agent ${opts.name}` });
+        const agent = await startAgent({
+          node: opts.name,
+          site: opts.site,
+          role: opts.role,
+          labels: opts.labels,
+          address: opts.address,
+          capacity: {
+            ...(opts.cpu === undefined ? {} : { cpu: opts.cpu }),
+            ...(opts.memoryMib === undefined ? {} : { memoryMiB: opts.memoryMib }),
+          },
+          dataDir: opts.dataDir ?? join(continuumHome(), 'nodes', opts.name),
+          controllerUrls: opts.controller.split(','),
+          token: readToken(opts.tokenFile),
+          logger,
+        });
+        untilSignal(() => agent.close());
+      },
+    );
+  program
+    .command('redirector')
+    .description('run the redirector: a stable address per endpoint, following the active instance')
+    .option('--controller <urls>', 'controller address(es), comma-separated', defaultControllerUrl)
+    .option(
+      '--token-file <path>',
+      'API token file',
+      join(continuumHome(), 'controller', 'api.token'),
+    )
+    .option(
+      '--cache-file <path>',
+      'last known routes, used while no controller answers',
+      join(continuumHome(), 'redirector', 'routes.json'),
+    )
+    .option(
+      '--connect-wait-ms <ms>',
+      'how long a new connection waits for an active instance',
+      Number,
+      15_000,
+    )
+    .action(
+      async (opts: {
+        controller: string;
+        tokenFile: string;
+        cacheFile: string;
+        connectWaitMs: number;
+      }) => {
+        const logger = streamLogger({ name: 'redirector' });
+        const running = await runRedirector({
+          controllerUrls: opts.controller.split(','),
+          token: readToken(opts.tokenFile),
+          cacheFile: opts.cacheFile,
+          logger,
+          connectWaitMs: opts.connectWaitMs,
+        });
+        untilSignal(() => running.close());
+      },
+    );
+}

@@ -1,0 +1,157 @@
+// `continuum up`: a whole demo cluster on this machine. The controller runs in this process (SQLite
+// under the data directory); three agents and the redirector run as separate OS processes, each
+// agent in its own process group so that killing that group is a faithful node crash.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { applySpec } from '../controller/actions.js';
+import { listWorkloads } from '../controller/queries.js';
+import { startControllerServer } from '../controller/server.js';
+import { streamLogger } from '../platform/logger.js';
+import { parsePort } from './commands-daemons.js';
+import { demoNodes, demoServicePath, demoSpec } from './demo-spec.js';
+import { continuumHome } from './paths.js';
+
+interface UpOptions {
+  dataDir: string;
+  port: number;
+  endpointPort: number;
+}
+
+function spawnDaemon(args: string[], logFile: string): ChildProcess {
+  const out = openSync(logFile, 'a');
+  // detached: its own process group, so `kill -9 -- -PGID` takes down this "node" and nothing else.
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  return child;
+}
+
+async function waitUntil(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `${what} did not happen within ${timeoutMs} ms; see the logs under the data directory`,
+  );
+}
+
+export function addUpCommand(program: Command): void {
+  program
+    .command('up')
+    .description(
+      'start a demo cluster on this machine: controller, three agents, redirector and a protected key-value service',
+    )
+    .option('--data-dir <dir>', 'where everything is kept', continuumHome())
+    .option('--port <port>', 'API port', parsePort, 7400)
+    .option('--endpoint-port <port>', 'port of the demo service endpoint', parsePort, 8080)
+    .action(async (opts: UpOptions) => runUp(opts));
+}
+
+async function runUp(opts: UpOptions): Promise<void> {
+  const logger = streamLogger({ name: 'controller', level: 'warn' });
+  const servicePath = demoServicePath();
+  const controllerDir = join(opts.dataDir, 'controller');
+  const running = await startControllerServer({ dataDir: controllerDir, port: opts.port, logger });
+  await applySpec(
+    running.controller,
+    demoSpec({ endpointPort: opts.endpointPort, servicePath }),
+    'continuum-up',
+  );
+  const children: { name: string; child: ChildProcess }[] = [];
+  for (const node of demoNodes) {
+    const dir = join(opts.dataDir, 'nodes', node.name);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const args = [
+      'agent',
+      '--name',
+      node.name,
+      '--role',
+      node.role,
+      '--site',
+      'local',
+      '--data-dir',
+      dir,
+      '--controller',
+      running.url,
+      '--token-file',
+      running.agentTokenFile,
+    ];
+    children.push({ name: node.name, child: spawnDaemon(args, join(dir, 'agent.log')) });
+  }
+  const redirectorDir = join(opts.dataDir, 'redirector');
+  mkdirSync(redirectorDir, { recursive: true, mode: 0o700 });
+  children.push({
+    name: 'redirector',
+    child: spawnDaemon(
+      [
+        'redirector',
+        '--controller',
+        running.url,
+        '--token-file',
+        running.apiTokenFile,
+        '--cache-file',
+        join(redirectorDir, 'routes.json'),
+      ],
+      join(redirectorDir, 'redirector.log'),
+    ),
+  });
+  const redirector = children.at(-1)!.child;
+  writeFileSync(join(redirectorDir, 'redirector.pid'), `${redirector.pid}\n`);
+  for (const { name, child } of children) {
+    child.on('exit', (code, signal) =>
+      process.stderr.write(
+        `continuum up: ${name} exited (${signal ?? `code ${code}`}); the rest keeps running\n`,
+      ),
+    );
+  }
+  const endpoint = `http://127.0.0.1:${opts.endpointPort}`;
+  await waitUntil('the demo service becoming active', 60_000, async () =>
+    (await listWorkloads(running.controller)).some((w) => w.name === 'kv' && w.phase === 'active'),
+  );
+  await waitUntil(
+    'the endpoint serving',
+    30_000,
+    async () => (await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) })).ok,
+  );
+  const owner =
+    (await listWorkloads(running.controller)).find((w) => w.name === 'kv')?.node ?? 'node-1';
+  process.stdout.write(
+    [
+      'Continuum is up.',
+      `  endpoint (demo key-value service): ${endpoint}    try: curl -X PUT --data hello ${endpoint}/kv/greeting`,
+      `  API:                                ${running.url}`,
+      `  API token:                          ${running.apiTokenFile}`,
+      `  data directory:                     ${opts.dataDir}`,
+      '',
+      `kv runs on ${owner}. Kill that node (agent and everything it runs) to watch a failover:`,
+      `  kill -9 -- -$(cat ${join(opts.dataDir, 'nodes', owner, 'agent.pid')})`,
+      'then:',
+      `  curl ${endpoint}/health && continuum get failovers`,
+      '  continuum events --follow',
+      '',
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+  const stop = () => {
+    for (const { child } of children)
+      if (child.pid !== undefined)
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+    void running.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

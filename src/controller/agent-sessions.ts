@@ -1,0 +1,72 @@
+// The controller's side of agent sessions, independent of the transport: who is connected, when
+// each node was last heard from, and which assignments each was last sent (so a set is sent only
+// when it changes, and again on every reconnection).
+import type { ControllerMessage } from '../core/protocol.js';
+
+/** One live connection to an agent; the WebSocket adapter and the simulator both provide it. */
+export interface AgentChannel {
+  send(message: ControllerMessage): void;
+  close(code: number, reason: string): void;
+}
+
+export interface NodeUsage {
+  cpuPercent: number;
+  memoryUsedMiB: number;
+  load1: number;
+  at: number;
+}
+
+interface Session {
+  channel: AgentChannel;
+  lastAssignments?: string;
+}
+
+export class AgentSessions {
+  private readonly sessions = new Map<string, Session>();
+  readonly lastHeartbeatAt: Record<string, number> = {};
+  readonly usage = new Map<string, NodeUsage>();
+
+  /** A new session replaces an older one of the same node (the agent restarted or reconnected). */
+  attach(node: string, channel: AgentChannel): void {
+    const previous = this.sessions.get(node);
+    if (previous !== undefined && previous.channel !== channel) {
+      previous.channel.close(4000, 'replaced by a newer session of the same node');
+    }
+    this.sessions.set(node, { channel });
+  }
+
+  detach(node: string, channel: AgentChannel): void {
+    if (this.sessions.get(node)?.channel === channel) this.sessions.delete(node);
+  }
+
+  isCurrent(node: string, channel: AgentChannel): boolean {
+    return this.sessions.get(node)?.channel === channel;
+  }
+
+  heard(node: string, now: number): void {
+    this.lastHeartbeatAt[node] = now;
+  }
+
+  connectedNodes(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  /** Sends the assignment set if it differs from the last one this session received. */
+  sendAssignments(
+    node: string,
+    message: Extract<ControllerMessage, { type: 'assignments' }>,
+  ): boolean {
+    const session = this.sessions.get(node);
+    if (session === undefined) return false;
+    const encoded = JSON.stringify(message.assignments);
+    if (session.lastAssignments === encoded) return false;
+    session.lastAssignments = encoded;
+    session.channel.send(message);
+    return true;
+  }
+
+  closeAll(reason: string): void {
+    for (const session of this.sessions.values()) session.channel.close(1001, reason);
+    this.sessions.clear();
+  }
+}

@@ -1,0 +1,385 @@
+// The controller core: the level-based reconcile loop, agent sessions and instance reports,
+// independent of HTTP and WebSocket (the adapters in api/ and server.ts call it; the simulator
+// drives it directly). All decisions go through one serialized applier as conditional writes;
+// assignments are sent only after the write that raised the epoch has committed.
+import { ContinuumError } from '../core/errors.js';
+import {
+  keys,
+  type ClusterMeta,
+  type InstanceRecord,
+  type NodeRecord,
+  type RouteTable,
+  type WorkloadRecord,
+} from '../core/model.js';
+import type { Clock, Logger } from '../core/ports.js';
+import { agentProtocolVersion, type AgentHello, type AgentMessage } from '../core/protocol.js';
+import type { StateStore } from '../store/port.js';
+import { AgentSessions, type AgentChannel } from './agent-sessions.js';
+import type { ControllerConfig } from './config.js';
+import { decide } from './failover/decide.js';
+import { progress } from './failover/progress.js';
+import { decisionTxn } from './reconcile/apply-decision.js';
+import { readState, type ClusterState } from './reconcile/state.js';
+import { assignmentsFor, routesOf } from './views.js';
+
+export interface ControllerOptions {
+  store: StateStore;
+  clock: Clock;
+  config: ControllerConfig;
+  logger: Logger;
+  controllerId: string;
+  /** Makes the cluster id at first start (the shell passes randomUUID). */
+  newClusterId: () => string;
+}
+
+export class Controller {
+  readonly sessions = new AgentSessions();
+  readonly store: StateStore;
+  readonly clock: Clock;
+  readonly config: ControllerConfig;
+  readonly logger: Logger;
+  readonly controllerId: string;
+  clusterId = '';
+  startedAt = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: object | undefined;
+  private stopped = false;
+  private routeTable: RouteTable = { revision: 0, routes: [] };
+  private encodedRoutes = '';
+  private readonly routeListeners = new Set<(table: RouteTable) => void>();
+  private readonly newClusterId: () => string;
+
+  constructor(options: ControllerOptions) {
+    this.store = options.store;
+    this.clock = options.clock;
+    this.config = options.config;
+    this.logger = options.logger;
+    this.controllerId = options.controllerId;
+    this.newClusterId = options.newClusterId;
+  }
+
+  async start(): Promise<void> {
+    this.startedAt = this.clock.now();
+    const meta = await this.store.get<ClusterMeta>(keys.cluster);
+    if (meta === undefined) {
+      const created: ClusterMeta = { clusterId: this.newClusterId(), createdAt: this.startedAt };
+      await this.store.txn({
+        compares: [{ key: keys.cluster, modRevision: 0 }],
+        puts: [{ key: keys.cluster, value: created }],
+      });
+    }
+    this.clusterId = (await this.store.get<ClusterMeta>(keys.cluster))!.value.clusterId;
+    await this.store.appendEvents([
+      {
+        at: this.startedAt,
+        kind: 'controller.started',
+        subject: { kind: 'controller', name: this.controllerId },
+        message: `controller ${this.controllerId} started`,
+        data: { clusterId: this.clusterId },
+      },
+    ]);
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.sessions.closeAll('controller stopping');
+    await this.queue.catch(() => undefined);
+  }
+
+  /** Runs fn after every earlier write of this controller: the one serialized applier. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.reconcile()
+        .catch((err: unknown) =>
+          this.logger.log('error', 'reconcile failed', { error: String(err) }),
+        )
+        .finally(() => this.schedule(this.config.reconcileIntervalMs));
+    }, delayMs);
+  }
+
+  /** Asks for a reconcile pass soon (after a report or an action); passes never overlap. */
+  poke(): void {
+    this.schedule(0);
+  }
+
+  /** One level-based pass: read everything, decide, write each decision conditionally, then send. */
+  reconcile(): Promise<void> {
+    return this.exclusive(async () => {
+      let state = await readState(this.store);
+      const now = this.clock.now();
+      const decisions = decide(
+        {
+          now,
+          startedAt: this.startedAt,
+          ...state,
+          lastHeartbeatAt: this.sessions.lastHeartbeatAt,
+        },
+        this.config,
+      );
+      let wrote = false;
+      for (const decision of decisions) {
+        const txn = decisionTxn(state, decision, now, this.config.avoidNodeMs);
+        if (txn === undefined) continue;
+        const result = await this.store.txn(txn);
+        if (!result.ok) break; // Something changed under us: decide again on fresh state.
+        wrote = true;
+        state = await readState(this.store);
+      }
+      if (wrote) state = await readState(this.store);
+      this.publish(state);
+    });
+  }
+
+  /** Persist first, then send (CONVENTIONS.md item 2): called only with state read after the writes. */
+  private publish(state: ClusterState): void {
+    for (const node of this.sessions.connectedNodes()) {
+      this.sessions.sendAssignments(node, {
+        type: 'assignments',
+        assignments: assignmentsFor(node, state),
+      });
+    }
+    const routes = routesOf(state);
+    const encoded = JSON.stringify(routes);
+    if (encoded !== this.encodedRoutes) {
+      this.encodedRoutes = encoded;
+      this.routeTable = { revision: state.revision, routes };
+      for (const listener of this.routeListeners) listener(this.routeTable);
+    }
+  }
+
+  routes(): RouteTable {
+    return this.routeTable;
+  }
+
+  onRoutes(listener: (table: RouteTable) => void): () => void {
+    this.routeListeners.add(listener);
+    return () => this.routeListeners.delete(listener);
+  }
+
+  /** A message from an agent, already validated against the protocol schema by the adapter. */
+  async agentMessage(
+    channel: AgentChannel,
+    node: string | undefined,
+    message: AgentMessage,
+  ): Promise<string | undefined> {
+    const now = this.clock.now();
+    if (message.type === 'hello') {
+      await this.hello(channel, message, now);
+      return message.node;
+    }
+    if (node === undefined || !this.sessions.isCurrent(node, channel)) {
+      throw new ContinuumError(
+        'CONTINUUM_ERR_BAD_REQUEST',
+        `expected a hello before ${message.type}`,
+      );
+    }
+    this.sessions.heard(node, now);
+    if (message.type === 'heartbeat') {
+      this.sessions.usage.set(node, { ...message.usage, at: now });
+    } else if (message.type === 'instance') {
+      if (message.status.node !== node) {
+        throw new ContinuumError(
+          'CONTINUUM_ERR_BAD_REQUEST',
+          `instance status names node ${message.status.node}, session is ${node}`,
+        );
+      }
+      await this.instanceReport(message.status, now);
+    } else {
+      await this.store.appendEvents([
+        {
+          at: now,
+          kind: 'assignment.rejected',
+          subject: { kind: 'workload', name: message.workload },
+          message: `${node}: ${message.message}`,
+          data: { node, epoch: message.epoch, code: message.code },
+        },
+      ]);
+    }
+    return node;
+  }
+
+  agentDisconnected(channel: AgentChannel, node: string | undefined): void {
+    if (node !== undefined) this.sessions.detach(node, channel);
+  }
+
+  private async hello(channel: AgentChannel, hello: AgentHello, now: number): Promise<void> {
+    if (hello.protocolVersion !== agentProtocolVersion) {
+      throw new ContinuumError(
+        'CONTINUUM_ERR_BAD_REQUEST',
+        `expected protocol version ${agentProtocolVersion}, got ${hello.protocolVersion}`,
+      );
+    }
+    if (hello.clusterId !== undefined && hello.clusterId !== this.clusterId) {
+      throw new ContinuumError(
+        'CONTINUUM_ERR_CONFLICT',
+        `agent ${hello.node} belongs to cluster ${hello.clusterId}, this is ${this.clusterId}`,
+      );
+    }
+    await this.exclusive(() => this.upsertNode(hello, now));
+    this.sessions.attach(hello.node, channel);
+    this.sessions.heard(hello.node, now);
+    channel.send({
+      type: 'welcome',
+      clusterId: this.clusterId,
+      controllerId: this.controllerId,
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+    });
+    for (const status of hello.instances) await this.instanceReport(status, now);
+    this.poke();
+  }
+
+  private async upsertNode(hello: AgentHello, now: number): Promise<void> {
+    const key = keys.node(hello.node);
+    const existing = await this.store.get<NodeRecord>(key);
+    const base: NodeRecord = existing?.value ?? {
+      name: hello.node,
+      site: hello.site,
+      role: hello.role,
+      capacity: hello.capacity,
+      labels: hello.labels,
+      address: hello.address,
+      declared: false,
+      liveness: 'unknown',
+      livenessChangedAt: now,
+      maintenance: false,
+    };
+    const fromAgent = base.declared
+      ? {}
+      : { site: hello.site, role: hello.role, capacity: hello.capacity, labels: hello.labels };
+    const value: NodeRecord = {
+      ...base,
+      ...fromAgent,
+      address: hello.address,
+      inventory: hello.inventory,
+    };
+    const events =
+      existing === undefined
+        ? [
+            {
+              at: now,
+              kind: 'node.joined',
+              subject: { kind: 'node' as const, name: hello.node },
+              message: `node ${hello.node} joined (site ${value.site}, role ${value.role})`,
+            },
+          ]
+        : [];
+    await this.store.txn({
+      compares: [{ key, modRevision: existing?.modRevision ?? 0 }],
+      puts: [{ key, value }],
+      events,
+    });
+  }
+
+  private instanceReport(status: InstanceRecord | AgentMessageStatus, now: number): Promise<void> {
+    return this.exclusive(async () => {
+      for (let attempt = 0; attempt < this.config.writeAttemptsMax; attempt++) {
+        if (await this.writeInstance(status, now)) return;
+      }
+      this.logger.log('warn', 'instance report not written after retries', {
+        workload: status.workload,
+        node: status.node,
+      });
+    }).then(() => this.poke());
+  }
+
+  private async writeInstance(status: AgentMessageStatus, now: number): Promise<boolean> {
+    const instanceKey = keys.instance(status.workload, status.node);
+    const workloadKey = keys.workload(status.workload);
+    const [previous, workload] = await Promise.all([
+      this.store.get<InstanceRecord>(instanceKey),
+      this.store.get<WorkloadRecord>(workloadKey),
+    ]);
+    const prev = previous?.value;
+    const stale =
+      workload === undefined ||
+      status.epoch < workload.value.epoch ||
+      workload.value.node !== status.node;
+    if (workload !== undefined && status.epoch > workload.value.epoch) {
+      // An agent runs an epoch the store never held: the one thing that must never happen.
+      this.logger.log('error', 'safety: instance epoch ahead of the store', { ...status });
+    }
+    const compares = [
+      { key: instanceKey, modRevision: previous?.modRevision ?? 0 },
+      { key: workloadKey, modRevision: workload?.modRevision ?? 0 },
+    ];
+    if (stale && status.state === 'stopped') {
+      if (previous === undefined) return true;
+      return (
+        await this.store.txn({
+          compares,
+          deletes: [instanceKey],
+          events: [instanceEvent(status, now, 'stopped (stale epoch)')],
+        })
+      ).ok;
+    }
+    const changed = prev === undefined || instanceChanged(prev, status);
+    const update =
+      workload === undefined ? { events: [] } : progress(workload.value, prev, status, now);
+    if (!changed && update.transition === undefined) return true;
+    const record: InstanceRecord = {
+      ...status,
+      reportedAt: now,
+      stateSince:
+        prev?.state === status.state && prev.epoch === status.epoch ? prev.stateSince : now,
+    };
+    const puts: { key: string; value: unknown }[] = [{ key: instanceKey, value: record }];
+    if (update.transition !== undefined && workload !== undefined) {
+      puts.push({
+        key: workloadKey,
+        value: { ...workload.value, transition: update.transition, updatedAt: now },
+      });
+    }
+    const events = [
+      ...(prev?.state !== status.state || prev.epoch !== status.epoch
+        ? [instanceEvent(status, now)]
+        : []),
+      ...update.events,
+    ];
+    return (await this.store.txn({ compares, puts, events })).ok;
+  }
+}
+
+type AgentMessageStatus = Extract<AgentMessage, { type: 'instance' }>['status'];
+
+function instanceChanged(prev: InstanceRecord, next: AgentMessageStatus): boolean {
+  return (
+    prev.state !== next.state ||
+    prev.epoch !== next.epoch ||
+    prev.pid !== next.pid ||
+    prev.restarts !== next.restarts ||
+    prev.restartNonce !== next.restartNonce ||
+    prev.failoverRequested !== next.failoverRequested ||
+    JSON.stringify(prev.ports) !== JSON.stringify(next.ports) ||
+    Object.entries(next.probes).some(([name, p]) => prev.probes[name]?.ok !== p.ok)
+  );
+}
+
+function instanceEvent(status: AgentMessageStatus, now: number, override?: string) {
+  const detail = status.message === undefined ? '' : `: ${status.message}`;
+  return {
+    at: now,
+    kind: `instance.${status.state}`,
+    subject: { kind: 'instance' as const, name: `${status.workload}/${status.node}` },
+    message:
+      override ??
+      `${status.workload} on ${status.node} (epoch ${status.epoch}) is ${status.state}${detail}`,
+    data: {
+      workload: status.workload,
+      node: status.node,
+      epoch: status.epoch,
+      pid: status.pid,
+      restarts: status.restarts,
+    },
+  };
+}

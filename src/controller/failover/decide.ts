@@ -1,0 +1,235 @@
+// The controller's pure decisions: node liveness from heartbeats, and every change of owner
+// (initial placement, failover, eviction for maintenance, preemption). `(snapshot, now) ->
+// decisions`: no clock, no randomness, no I/O (CONVENTIONS.md item 1). The shell applies them in
+// order, each as a conditional write that raises the workload's epoch before any agent hears of it.
+import type {
+  InstanceRecord,
+  NodeLiveness,
+  NodeRecord,
+  TransitionKind,
+  WorkloadRecord,
+} from '../../core/model.js';
+import type { DetectionConfig } from '../config.js';
+import { place, type PlacementPurpose, type SchedulerSnapshot } from '../scheduler/place.js';
+
+export interface DecideSnapshot {
+  now: number;
+  /** When this controller started leading; nodes not heard from since get a grace period from it. */
+  startedAt: number;
+  nodes: NodeRecord[];
+  workloads: WorkloadRecord[];
+  instances: InstanceRecord[];
+  /** Controller time of each node's latest heartbeat (held in memory, not in the store). */
+  lastHeartbeatAt: Readonly<Record<string, number>>;
+}
+
+export type Decision =
+  | {
+      type: 'liveness';
+      node: string;
+      from: NodeLiveness;
+      to: NodeLiveness;
+      lastHeartbeatAt: number;
+    }
+  | {
+      type: 'move';
+      workload: string;
+      kind: TransitionKind;
+      fromNode: string | null;
+      toNode: string | null;
+      reason: string;
+      failedAt?: number;
+      /** Nodes to avoid from now on (the node where the ladder gave up). */
+      avoidNode?: string;
+    }
+  | { type: 'restart'; workload: string; reason: string }
+  | { type: 'blocked'; workload: string; reason: string };
+
+export function livenessOf(
+  snapshot: DecideSnapshot,
+  node: NodeRecord,
+  config: DetectionConfig,
+): NodeLiveness {
+  const heard = snapshot.lastHeartbeatAt[node.name] ?? snapshot.startedAt;
+  const silentMs = snapshot.now - heard;
+  if (silentMs >= config.downAfterMs) return 'down';
+  if (silentMs >= config.suspectAfterMs) return 'suspect';
+  return snapshot.lastHeartbeatAt[node.name] === undefined ? node.liveness : 'up';
+}
+
+/** Liveness first, then owners, in priority order so the most important workloads pick first. */
+export function decide(snapshot: DecideSnapshot, config: DetectionConfig): Decision[] {
+  const decisions: Decision[] = [];
+  const liveness = new Map<string, NodeLiveness>();
+  for (const node of snapshot.nodes) {
+    const next = livenessOf(snapshot, node, config);
+    liveness.set(node.name, next);
+    if (next !== node.liveness) {
+      const lastHeartbeatAt = snapshot.lastHeartbeatAt[node.name] ?? snapshot.startedAt;
+      decisions.push({
+        type: 'liveness',
+        node: node.name,
+        from: node.liveness,
+        to: next,
+        lastHeartbeatAt,
+      });
+    }
+  }
+  const scheduler = schedulerSnapshot(snapshot, liveness);
+  const ordered = [...snapshot.workloads].sort(
+    (a, b) =>
+      b.spec.availability.priority - a.spec.availability.priority || a.name.localeCompare(b.name),
+  );
+  for (const workload of ordered) {
+    const decision = decideWorkload(snapshot, workload, liveness, scheduler);
+    if (decision === undefined) continue;
+    decisions.push(...decision);
+    applyToScheduler(scheduler, decision);
+  }
+  return decisions;
+}
+
+function schedulerSnapshot(
+  snapshot: DecideSnapshot,
+  liveness: Map<string, NodeLiveness>,
+): SchedulerSnapshot {
+  return {
+    nodes: snapshot.nodes.map((n) => ({
+      name: n.name,
+      site: n.site,
+      role: n.role,
+      capacity: { cpu: n.capacity.cpu, memoryMiB: n.capacity.memoryMiB },
+      labels: n.labels,
+      schedulable: liveness.get(n.name) === 'up' && !n.maintenance,
+    })),
+    workloads: snapshot.workloads.map((w) => ({ name: w.name, spec: w.spec, node: w.node })),
+  };
+}
+
+/** Later workloads in the same pass see the capacity taken and freed by earlier decisions. */
+function applyToScheduler(scheduler: SchedulerSnapshot, decisions: Decision[]): void {
+  for (const d of decisions) {
+    if (d.type !== 'move') continue;
+    const entry = scheduler.workloads.find((w) => w.name === d.workload);
+    if (entry) entry.node = d.toNode;
+  }
+}
+
+function decideWorkload(
+  snapshot: DecideSnapshot,
+  workload: WorkloadRecord,
+  liveness: Map<string, NodeLiveness>,
+  scheduler: SchedulerSnapshot,
+): Decision[] | undefined {
+  const avoid = workload.avoid.filter((a) => a.until > snapshot.now).map((a) => a.node);
+  if (workload.node === null) {
+    return moveTo(scheduler, workload, {
+      purpose: 'initial',
+      exclude: avoid,
+      kind: 'placement',
+      reason: 'placing',
+    });
+  }
+  const owner = snapshot.nodes.find((n) => n.name === workload.node);
+  const ownerLiveness = owner ? liveness.get(owner.name) : 'down';
+  if (ownerLiveness === 'down') {
+    const failedAt = snapshot.lastHeartbeatAt[workload.node] ?? snapshot.startedAt;
+    const moved = moveTo(scheduler, workload, {
+      purpose: 'failover',
+      exclude: [workload.node, ...avoid],
+      kind: 'failover',
+      reason: `node ${workload.node} is down`,
+      failedAt,
+    });
+    // No node can take it: release the lost node's claim anyway (raising the epoch), so that if
+    // the node returns its stale instance is stopped rather than silently resumed.
+    if (moved.some((d) => d.type === 'move')) return moved;
+    return [
+      {
+        type: 'move',
+        workload: workload.name,
+        kind: 'failover',
+        fromNode: workload.node,
+        toNode: null,
+        reason: `node ${workload.node} is down`,
+        failedAt,
+      },
+      ...moved,
+    ];
+  }
+  const instance = snapshot.instances.find(
+    (i) => i.workload === workload.name && i.node === workload.node && i.epoch === workload.epoch,
+  );
+  if (instance?.failoverRequested && instance.restartNonce >= workload.restartNonce) {
+    const moved = moveTo(scheduler, workload, {
+      purpose: 'failover',
+      exclude: [workload.node, ...avoid],
+      kind: 'failover',
+      reason: `remediation gave up on node ${workload.node}: ${instance.message ?? 'health checks failed'}`,
+      failedAt: instance.stateSince,
+      avoidNode: workload.node,
+    });
+    if (moved.some((d) => d.type === 'move')) return moved;
+    // Nowhere else to go: keep trying where it is (ARCHITECTURE.md section 4, "alert and keep trying").
+    return [
+      ...moved,
+      {
+        type: 'restart',
+        workload: workload.name,
+        reason: 'no other node can take it; restarting in place',
+      },
+    ];
+  }
+  if (owner?.maintenance) {
+    return moveTo(scheduler, workload, {
+      purpose: 'switchover',
+      exclude: [workload.node, ...avoid],
+      kind: 'eviction',
+      reason: `node ${workload.node} entered maintenance`,
+    });
+  }
+  return undefined;
+}
+
+function moveTo(
+  scheduler: SchedulerSnapshot,
+  workload: WorkloadRecord,
+  how: {
+    purpose: PlacementPurpose;
+    exclude: string[];
+    kind: TransitionKind;
+    reason: string;
+    failedAt?: number;
+    avoidNode?: string;
+  },
+): Decision[] {
+  const result = place(scheduler, {
+    workload: workload.name,
+    purpose: how.purpose,
+    exclude: how.exclude,
+  });
+  if (!result.ok) {
+    return workload.blockedReason === result.reason
+      ? []
+      : [{ type: 'blocked', workload: workload.name, reason: result.reason }];
+  }
+  const decisions: Decision[] = result.preempt.map((victim) => ({
+    type: 'move' as const,
+    workload: victim,
+    kind: 'preemption' as const,
+    fromNode: result.node,
+    toNode: null,
+    reason: `preempted on ${result.node} by ${workload.name} (priority ${workload.spec.availability.priority})`,
+  }));
+  decisions.push({
+    type: 'move',
+    workload: workload.name,
+    kind: how.kind,
+    fromNode: workload.node,
+    toNode: result.node,
+    reason: how.reason,
+    ...(how.failedAt === undefined ? {} : { failedAt: how.failedAt }),
+    ...(how.avoidNode === undefined ? {} : { avoidNode: how.avoidNode }),
+  });
+  return decisions;
+}

@@ -1,0 +1,100 @@
+// Derived views of the stored state: what each agent must run, where each endpoint routes, and
+// what phase a workload is in. Pure functions of records, shared by the API, the agent sessions
+// and the simulator.
+import type {
+  InstanceRecord,
+  NodeRecord,
+  Route,
+  WorkloadPhase,
+  WorkloadRecord,
+} from '../core/model.js';
+import type { Assignment } from '../core/protocol.js';
+
+/** Planned moves wait for the old instance to stop first; a lost node's instance is not waited for. */
+const handoffKinds = new Set(['switchover', 'eviction', 'preemption']);
+
+function instanceOf(
+  instances: readonly InstanceRecord[],
+  workload: string,
+  node: string,
+): InstanceRecord | undefined {
+  return instances.find((i) => i.workload === workload && i.node === node);
+}
+
+function waitsForHandoff(
+  w: WorkloadRecord,
+  nodes: readonly NodeRecord[],
+  instances: readonly InstanceRecord[],
+): boolean {
+  if (w.transition === undefined || !handoffKinds.has(w.transition.kind)) return false;
+  const current = instanceOf(instances, w.name, w.node ?? '');
+  if (current !== undefined && current.epoch === w.epoch) return false;
+  return instances.some((i) => {
+    if (i.workload !== w.name || i.epoch >= w.epoch || i.state === 'stopped') return false;
+    const holder = nodes.find((n) => n.name === i.node);
+    return holder !== undefined && holder.liveness !== 'down';
+  });
+}
+
+/** The full set of instances `node` must run (anything else it runs must stop). */
+export function assignmentsFor(
+  node: string,
+  state: {
+    nodes: readonly NodeRecord[];
+    workloads: readonly WorkloadRecord[];
+    instances: readonly InstanceRecord[];
+  },
+): Assignment[] {
+  return state.workloads
+    .filter((w) => w.node === node && !waitsForHandoff(w, state.nodes, state.instances))
+    .map((w) => ({ workload: w.name, epoch: w.epoch, spec: w.spec, restartNonce: w.restartNonce }))
+    .sort((a, b) => a.workload.localeCompare(b.workload));
+}
+
+/** Routes only to a healthy instance of the current epoch (ARCHITECTURE.md section 3, rule 5). */
+export function routesOf(state: {
+  nodes: readonly NodeRecord[];
+  workloads: readonly WorkloadRecord[];
+  instances: readonly InstanceRecord[];
+}): Route[] {
+  const routes: Route[] = [];
+  for (const w of state.workloads) {
+    const owner = w.node === null ? undefined : state.nodes.find((n) => n.name === w.node);
+    const instance = w.node === null ? undefined : instanceOf(state.instances, w.name, w.node);
+    const live = owner !== undefined && owner.liveness !== 'down';
+    const serving =
+      live && instance !== undefined && instance.epoch === w.epoch && instance.state === 'healthy';
+    for (const endpoint of w.spec.endpoints) {
+      const port = serving ? instance.ports[endpoint.name] : undefined;
+      routes.push({
+        workload: w.name,
+        endpoint: endpoint.name,
+        listenHost: endpoint.host,
+        listenPort: endpoint.port,
+        epoch: w.epoch,
+        target:
+          owner !== undefined && port !== undefined
+            ? { node: owner.name, host: owner.address, port }
+            : null,
+      });
+    }
+  }
+  return routes.sort(
+    (a, b) => a.workload.localeCompare(b.workload) || a.endpoint.localeCompare(b.endpoint),
+  );
+}
+
+export function workloadPhase(
+  w: WorkloadRecord,
+  instances: readonly InstanceRecord[],
+): WorkloadPhase {
+  if (w.node === null) return 'pending';
+  const instance = instanceOf(instances, w.name, w.node);
+  if (instance === undefined || instance.epoch !== w.epoch) {
+    return w.transition !== undefined && w.transition.fromNode !== null ? 'moving' : 'starting';
+  }
+  if (instance.state === 'healthy') return 'active';
+  if (instance.state === 'starting')
+    return w.transition?.healthyAt === undefined && w.transition?.fromNode ? 'moving' : 'starting';
+  return 'degraded';
+}

@@ -1,0 +1,324 @@
+// A real cluster on loopback for integration tests: the compiled `continuum` CLI started as
+// separate OS processes (controller, agents, redirector), each in its own process group, so that
+// tests can kill, stop and resume them for real. close() ends every process group it started.
+import { spawn, type ChildProcess } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repoRoot = resolve(import.meta.dirname, '..', '..');
+export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
+export const demoServicePath = join(repoRoot, 'dist', 'demo', 'kv-service.js');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        resolvePort(typeof address === 'object' && address !== null ? address.port : 0),
+      );
+    });
+  });
+}
+
+/** Polls check until it returns a value (not undefined/false) or the deadline passes. */
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  intervalMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`,
+  );
+}
+
+export interface AgentSpec {
+  name: string;
+  role: 'production' | 'spare';
+}
+
+export class TestCluster {
+  readonly dir: string;
+  controllerPort = 0;
+  private readonly groups = new Set<number>();
+  private readonly children = new Map<string, ChildProcess>();
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'continuum-test-'));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.controllerPort}`;
+  }
+
+  get controllerDir(): string {
+    return join(this.dir, 'controller');
+  }
+
+  nodeDir(name: string): string {
+    return join(this.dir, 'nodes', name);
+  }
+
+  private spawnCli(name: string, args: string[], logFile: string): ChildProcess {
+    const out = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, CONTINUUM_LOG_LEVEL: 'info' },
+    });
+    if (child.pid !== undefined) this.groups.add(child.pid);
+    this.children.set(name, child);
+    return child;
+  }
+
+  pidOf(name: string): number {
+    const pid = this.children.get(name)?.pid;
+    if (pid === undefined) throw new Error(`no process named ${name}`);
+    return pid;
+  }
+
+  async startController(): Promise<void> {
+    if (this.controllerPort === 0) this.controllerPort = await freePort();
+    mkdirSync(this.controllerDir, { recursive: true });
+    this.spawnCli(
+      'controller',
+      ['controller', '--data-dir', this.controllerDir, '--port', String(this.controllerPort)],
+      join(this.dir, 'controller.log'),
+    );
+    await waitFor(
+      'the controller to answer',
+      15_000,
+      async () => (await fetch(`${this.url}/healthz`)).ok,
+    );
+  }
+
+  async startAgent(agent: AgentSpec): Promise<void> {
+    const dir = this.nodeDir(agent.name);
+    mkdirSync(dir, { recursive: true });
+    this.spawnCli(
+      agent.name,
+      [
+        'agent',
+        '--name',
+        agent.name,
+        '--role',
+        agent.role,
+        '--data-dir',
+        dir,
+        '--controller',
+        this.url,
+        '--token-file',
+        join(this.controllerDir, 'agent.token'),
+        '--cpu',
+        '2',
+        '--memory-mib',
+        '2048',
+      ],
+      join(dir, 'agent.log'),
+    );
+    await waitFor(
+      `node ${agent.name} to be up`,
+      15_000,
+      async () => (await this.node(agent.name))?.state === 'up',
+    );
+  }
+
+  async startRedirector(): Promise<void> {
+    const dir = join(this.dir, 'redirector');
+    mkdirSync(dir, { recursive: true });
+    this.spawnCli(
+      'redirector',
+      [
+        'redirector',
+        '--controller',
+        this.url,
+        '--token-file',
+        join(this.controllerDir, 'api.token'),
+        '--cache-file',
+        join(dir, 'routes.json'),
+      ],
+      join(dir, 'redirector.log'),
+    );
+    await new Promise((r) => setTimeout(r, 0));
+  }
+
+  /** Signals a daemon's whole process group (a node: agent, its shims and so its workloads). */
+  signalGroup(name: string, signal: NodeJS.Signals): void {
+    process.kill(-this.pidOf(name), signal);
+  }
+
+  /** Signals only the daemon's own process. */
+  signalProcess(name: string, signal: NodeJS.Signals): void {
+    process.kill(this.pidOf(name), signal);
+  }
+
+  async waitExit(name: string): Promise<void> {
+    const child = this.children.get(name);
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise((r) => child.once('exit', r));
+  }
+
+  apiToken(): string {
+    return readFileSync(join(this.controllerDir, 'api.token'), 'utf8').trim();
+  }
+
+  async api<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }> {
+    const response = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.apiToken()}`, 'content-type': 'application/json' },
+      ...(body === undefined
+        ? {}
+        : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
+  }
+
+  async node(name: string): Promise<{ state: string; name: string } | undefined> {
+    const { status, body } = await this.api<{ state: string; name: string }>(
+      'GET',
+      `/v1/nodes/${name}`,
+    );
+    return status === 200 ? body : undefined;
+  }
+
+  async workload(name: string): Promise<WorkloadInfo> {
+    const { status, body } = await this.api<WorkloadInfo>('GET', `/v1/workloads/${name}`);
+    if (status !== 200) throw new Error(`GET workload ${name}: HTTP ${status}`);
+    return body;
+  }
+
+  async events(
+    kind?: string,
+  ): Promise<
+    {
+      seq: number;
+      at: number;
+      kind: string;
+      message: string;
+      data?: Record<string, unknown>;
+      subject: { name: string };
+    }[]
+  > {
+    const { body } = await this.api<{ items: never[] }>(
+      'GET',
+      `/v1/events?limit=10000${kind ? `&kind=${kind}` : ''}`,
+    );
+    return body.items;
+  }
+
+  async close(): Promise<void> {
+    for (const pgid of this.groups) {
+      try {
+        process.kill(-pgid, 'SIGCONT');
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // The group is already gone.
+      }
+    }
+    await Promise.all(
+      [...this.children.values()].map((c) =>
+        c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)),
+      ),
+    );
+    // Workloads die with their shims (parent-death signal); wait until none is left before removing files.
+    await waitFor(
+      'workloads of this cluster to end',
+      10_000,
+      () => workloadPids(this.dir).length === 0,
+    ).catch(() => {
+      for (const pid of workloadPids(this.dir)) process.kill(pid, 'SIGKILL');
+    });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface WorkloadInfo {
+  name: string;
+  phase: string;
+  node: string | null;
+  epoch: number;
+  instance?: { state: string; pid?: number; epoch: number; restarts: number; node: string };
+}
+
+/** PIDs of live workload processes started under this cluster's directory (their cwd is in it). */
+export function workloadPids(dir: string): number[] {
+  return scanWorkloads()
+    .filter((p) => p.cwd.startsWith(dir))
+    .map((p) => p.pid);
+}
+
+export interface WorkloadProcess {
+  pid: number;
+  workload: string;
+  epoch: number;
+  node: string;
+  cwd: string;
+}
+
+/** Live processes that Continuum started as workloads, read from /proc (what really runs). */
+export function scanWorkloads(): WorkloadProcess[] {
+  const found: WorkloadProcess[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return found;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const environ = readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0');
+      const get = (k: string) => environ.find((e) => e.startsWith(`${k}=`))?.slice(k.length + 1);
+      const workload = get('CONTINUUM_WORKLOAD');
+      if (workload === undefined) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      if (/\) [ZX] /.test(stat)) continue;
+      found.push({
+        pid: Number(entry),
+        workload,
+        epoch: Number(get('CONTINUUM_EPOCH')),
+        node: get('CONTINUUM_NODE') ?? '',
+        cwd: readlinkSafe(`/proc/${entry}/cwd`),
+      });
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+}
+
+function readlinkSafe(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
