@@ -152,7 +152,7 @@ describe('health failure (the demo switch)', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ healthy: false, reason: 'test switch', persist: true }),
     });
-    assert.equal(response.status, 200);
+    assert.equal(response.status, 204);
     const after = await activeOn(
       demo.cluster,
       (w) => w.node !== before.node,

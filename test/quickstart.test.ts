@@ -88,7 +88,7 @@ describe('README quick start', () => {
     const kill = output
       .split('\n')
       .map((l) => l.trim())
-      .find((l) => l.startsWith('kill -9 -- -$(cat '));
+      .find((l) => l.startsWith('kill -9 -$(cat '));
     assert.ok(kill, `up printed the kill command:\n${output}`);
     execFileSync('sh', ['-c', kill], { cwd: dir, env });
     await waitFor('the endpoint to serve again after the node was killed', 20_000, () =>

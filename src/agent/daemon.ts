@@ -3,7 +3,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Capacity, NodeRole } from '../core/spec.js';
 import type { Logger } from '../core/ports.js';
 import { agentProtocolVersion } from '../core/protocol.js';
@@ -99,7 +99,9 @@ class UsageSampler {
   }
 }
 
-export async function startAgent(options: AgentDaemonOptions): Promise<RunningAgent> {
+export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgent> {
+  // Absolute, because the per-instance supervisors run with other working directories.
+  const options = { ...input, dataDir: resolve(input.dataDir) };
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   writeFileSync(join(options.dataDir, 'agent.pid'), `${process.pid}\n`);
   const capacity: Capacity = {

@@ -15,7 +15,7 @@ interface GlobalOptions {
 }
 
 function clientOf(cmd: Command): { client: ApiClient; output: OutputFormat } {
-  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  const opts = cmd.opts<GlobalOptions>();
   const urls = opts.controller
     .split(',')
     .map((u) => u.trim())
@@ -30,8 +30,9 @@ function print(output: OutputFormat, value: unknown, human: () => string): void 
   process.stdout.write(`${output === 'json' ? JSON.stringify(value, null, 2) : human()}\n`);
 }
 
-export function addGlobalOptions(program: Command): void {
-  program
+/** The options every API command takes (on the command itself, so daemons can use the same names). */
+function withClientOptions(command: Command): Command {
+  return command
     .option(
       '--controller <urls>',
       'controller address(es), comma-separated',
@@ -114,8 +115,7 @@ const eventLine = (e: JournalEvent) =>
   `${clockTime(e.at)}  ${e.kind.padEnd(22)} ${e.subject.name.padEnd(16)} ${e.message}`;
 
 export function addClientCommands(program: Command): void {
-  program
-    .command('apply')
+  withClientOptions(program.command('apply'))
     .description('validate a spec file (YAML or JSON) and apply it whole')
     .requiredOption('-f, --file <path>', 'spec file, or - for standard input')
     .action(async (opts: { file: string }, cmd: Command) => {
@@ -137,17 +137,17 @@ export function addClientCommands(program: Command): void {
   const get = program
     .command('get')
     .description('list nodes, workloads, instances, failovers or events');
-  get.command('nodes').action(async (_o, cmd: Command) => {
+  withClientOptions(get.command('nodes')).action(async (_o, cmd: Command) => {
     const { client, output } = clientOf(cmd);
     const { items } = await client.request<{ items: NodeView[] }>('GET', '/v1/nodes');
     print(output, items, () => nodeRows(items));
   });
-  get.command('workloads').action(async (_o, cmd: Command) => {
+  withClientOptions(get.command('workloads')).action(async (_o, cmd: Command) => {
     const { client, output } = clientOf(cmd);
     const { items } = await client.request<{ items: WorkloadView[] }>('GET', '/v1/workloads');
     print(output, items, () => workloadRows(items));
   });
-  get.command('instances').action(async (_o, cmd: Command) => {
+  withClientOptions(get.command('instances')).action(async (_o, cmd: Command) => {
     const { client, output } = clientOf(cmd);
     const { items } = await client.request<{ items: WorkloadView['instance'][] }>(
       'GET',
@@ -171,8 +171,7 @@ export function addClientCommands(program: Command): void {
       ),
     );
   });
-  get
-    .command('failovers')
+  withClientOptions(get.command('failovers'))
     .description('completed changes of owner with the time of each step')
     .action(async (_o, cmd: Command) => {
       const { client, output } = clientOf(cmd);
@@ -180,43 +179,46 @@ export function addClientCommands(program: Command): void {
       print(output, items, () => failoverRows(items));
     });
   const describe = program.command('describe').description('show one node or workload in full');
-  describe.command('node <name>').action(async (name: string, _o, cmd: Command) => {
-    const { client, output } = clientOf(cmd);
-    const node = await client.request<NodeView>('GET', `/v1/nodes/${encodeURIComponent(name)}`);
-    print(output, node, () => JSON.stringify(node, null, 2));
-  });
-  describe.command('workload <name>').action(async (name: string, _o, cmd: Command) => {
-    const { client, output } = clientOf(cmd);
-    const workload = await client.request<WorkloadView>(
-      'GET',
-      `/v1/workloads/${encodeURIComponent(name)}`,
-    );
-    const events = await client.request<{ items: JournalEvent[] }>(
-      'GET',
-      `/v1/events?subject=${encodeURIComponent(name)}&limit=10000`,
-    );
-    const failovers = (
-      await client.request<{ items: FailoverView[] }>('GET', '/v1/failovers')
-    ).items.filter((f) => f.workload === name);
-    print(output, { ...workload, failovers }, () =>
-      [
-        `Name:      ${workload.name}`,
-        `Phase:     ${workload.phase}`,
-        `Node:      ${workload.node ?? '-'}    Epoch: ${workload.epoch}`,
-        `Instance:  ${workload.instance ? `${workload.instance.state} pid ${workload.instance.pid ?? '-'} restarts ${workload.instance.restarts}` : '-'}`,
-        `Endpoints: ${workload.spec.endpoints.map((e) => `${e.name} ${e.host}:${e.port}`).join(', ') || '-'}`,
-        ...(workload.blockedReason ? [`Blocked:   ${workload.blockedReason}`] : []),
-        '',
-        'Failovers:',
-        failovers.length === 0 ? '  none' : failoverRows(failovers),
-        '',
-        'Recent events:',
-        ...events.items.slice(-15).map(eventLine),
-      ].join('\n'),
-    );
-  });
-  program
-    .command('events')
+  withClientOptions(describe.command('node <name>')).action(
+    async (name: string, _o, cmd: Command) => {
+      const { client, output } = clientOf(cmd);
+      const node = await client.request<NodeView>('GET', `/v1/nodes/${encodeURIComponent(name)}`);
+      print(output, node, () => JSON.stringify(node, null, 2));
+    },
+  );
+  withClientOptions(describe.command('workload <name>')).action(
+    async (name: string, _o, cmd: Command) => {
+      const { client, output } = clientOf(cmd);
+      const workload = await client.request<WorkloadView>(
+        'GET',
+        `/v1/workloads/${encodeURIComponent(name)}`,
+      );
+      const events = await client.request<{ items: JournalEvent[] }>(
+        'GET',
+        `/v1/events?subject=${encodeURIComponent(name)}&limit=10000`,
+      );
+      const failovers = (
+        await client.request<{ items: FailoverView[] }>('GET', '/v1/failovers')
+      ).items.filter((f) => f.workload === name);
+      print(output, { ...workload, failovers }, () =>
+        [
+          `Name:      ${workload.name}`,
+          `Phase:     ${workload.phase}`,
+          `Node:      ${workload.node ?? '-'}    Epoch: ${workload.epoch}`,
+          `Instance:  ${workload.instance ? `${workload.instance.state} pid ${workload.instance.pid ?? '-'} restarts ${workload.instance.restarts}` : '-'}`,
+          `Endpoints: ${workload.spec.endpoints.map((e) => `${e.name} ${e.host}:${e.port}`).join(', ') || '-'}`,
+          ...(workload.blockedReason ? [`Blocked:   ${workload.blockedReason}`] : []),
+          '',
+          'Failovers:',
+          failovers.length === 0 ? '  none' : failoverRows(failovers),
+          '',
+          'Recent events:',
+          ...events.items.slice(-15).map(eventLine),
+        ].join('\n'),
+      );
+    },
+  );
+  withClientOptions(program.command('events'))
     .description('the journal; --follow keeps printing new events')
     .option('--follow', 'keep printing new events as they happen')
     .option('--kind <kinds>', 'only these kinds (comma-separated, prefixes allowed when following)')
@@ -241,8 +243,7 @@ export function addClientCommands(program: Command): void {
         process.stdout.write(`${output === 'json' ? data : eventLine(e)}\n`);
       });
     });
-  program
-    .command('switchover <workload>')
+  withClientOptions(program.command('switchover <workload>'))
     .description('move a workload to another node with zero loss (the old instance stops first)')
     .option('--to <node>', 'target node (default: chosen by the scheduler)')
     .action(async (workload: string, opts: { to?: string }, cmd: Command) => {
@@ -258,8 +259,7 @@ export function addClientCommands(program: Command): void {
         () => `${workload} switching over to ${result.node} at epoch ${result.epoch}`,
       );
     });
-  program
-    .command('restart <workload>')
+  withClientOptions(program.command('restart <workload>'))
     .description('restart a workload in place')
     .action(async (workload: string, _o, cmd: Command) => {
       const { client, output } = clientOf(cmd);
@@ -270,8 +270,7 @@ export function addClientCommands(program: Command): void {
       );
       print(output, result, () => `${workload} restart requested`);
     });
-  program
-    .command('maintenance <on|off> <node>')
+  withClientOptions(program.command('maintenance <on|off> <node>'))
     .description('maintenance on moves every workload off the node; off makes it schedulable again')
     .action(async (mode: string, node: string, _o, cmd: Command) => {
       if (mode !== 'on' && mode !== 'off')

@@ -2,7 +2,7 @@
 // `continuum`: the operator's tool and the way to start every daemon.
 import { Command, CommanderError } from 'commander';
 import { ApiError } from './client.js';
-import { addClientCommands, addGlobalOptions } from './commands-client.js';
+import { addClientCommands } from './commands-client.js';
 import { addDaemonCommands } from './commands-daemons.js';
 import { addUpCommand } from './up.js';
 import { ContinuumError } from '../core/errors.js';
@@ -10,7 +10,6 @@ import { ContinuumError } from '../core/errors.js';
 const program = new Command('continuum')
   .description('Continuum keeps servers and applications running through failures')
   .version('0.1.0');
-addGlobalOptions(program);
 addUpCommand(program);
 addDaemonCommands(program);
 addClientCommands(program);

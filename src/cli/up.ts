@@ -3,7 +3,7 @@
 // agent in its own process group so that killing that group is a faithful node crash.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { applySpec } from '../controller/actions.js';
 import { listWorkloads } from '../controller/queries.js';
@@ -56,7 +56,8 @@ export function addUpCommand(program: Command): void {
     .action(async (opts: UpOptions) => runUp(opts));
 }
 
-async function runUp(opts: UpOptions): Promise<void> {
+async function runUp(input: UpOptions): Promise<void> {
+  const opts = { ...input, dataDir: resolve(input.dataDir) };
   const logger = streamLogger({ name: 'controller', level: 'warn' });
   const servicePath = demoServicePath();
   const controllerDir = join(opts.dataDir, 'controller');
@@ -133,7 +134,7 @@ async function runUp(opts: UpOptions): Promise<void> {
       `  data directory:                     ${opts.dataDir}`,
       '',
       `kv runs on ${owner}. Kill that node (agent and everything it runs) to watch a failover:`,
-      `  kill -9 -- -$(cat ${join(opts.dataDir, 'nodes', owner, 'agent.pid')})`,
+      `  kill -9 -$(cat ${join(opts.dataDir, 'nodes', owner, 'agent.pid')})`,
       'then:',
       `  curl ${endpoint}/health && continuum get failovers`,
       '  continuum events --follow',

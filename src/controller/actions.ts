@@ -57,6 +57,9 @@ export async function applySpec(
     sites,
     nodes: current.nodes,
     workloads: current.workloads.map((w) => w.name),
+    endpoints: current.workloads.flatMap((w) =>
+      w.spec.endpoints.map((e) => ({ workload: w.name, host: e.host, port: e.port })),
+    ),
   });
   if (!validation.ok) throw specInvalid(validation.problems);
   const spec = validation.spec;

@@ -4,7 +4,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { IncomingMessage, Server } from 'node:http';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { isContinuumError } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
@@ -109,7 +109,11 @@ function serveAgent(controller: Controller, ws: WebSocket, logger: Logger): void
     chain = chain.then(async () => {
       let parsed: unknown;
       try {
-        parsed = JSON.parse(Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8'));
+        parsed = JSON.parse(
+          Array.isArray(data)
+            ? Buffer.concat(data).toString('utf8')
+            : Buffer.from(data as ArrayBuffer).toString('utf8'),
+        );
       } catch {
         return reject('expected JSON');
       }

@@ -21,6 +21,8 @@ export interface SpecContext {
     labels: Record<string, string>;
   }[];
   workloads?: readonly string[];
+  /** Endpoints of workloads already in the cluster; a spec that redefines a workload frees its own. */
+  endpoints?: readonly { workload: string; host: string; port: number }[];
 }
 
 export type SpecResult = { ok: true; spec: ClusterSpec } | { ok: false; problems: SpecProblem[] };
@@ -165,7 +167,10 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
     ...(context.workloads ?? []),
     ...spec.workloads.map((w) => w.name),
   ]);
-  const ports: { host: string; port: number; path: string }[] = [];
+  const redefined = new Set(spec.workloads.map((w) => w.name));
+  const ports: { host: string; port: number; path: string }[] = (context.endpoints ?? [])
+    .filter((e) => !redefined.has(e.workload))
+    .map((e) => ({ host: e.host, port: e.port, path: `workload ${e.workload}` }));
   spec.workloads.forEach((workload, i) => {
     problems.push(
       ...checkWorkload(workload, `workloads[${i}]`, {

@@ -215,9 +215,7 @@ export class TestCluster {
     return body;
   }
 
-  async events(
-    kind?: string,
-  ): Promise<
+  async events(kind?: string): Promise<
     {
       seq: number;
       at: number;
@@ -245,7 +243,9 @@ export class TestCluster {
     }
     await Promise.all(
       [...this.children.values()].map((c) =>
-        c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', r)),
+        c.exitCode !== null || c.signalCode !== null
+          ? Promise.resolve()
+          : new Promise((r) => c.once('exit', r)),
       ),
     );
     // Workloads die with their shims (parent-death signal); wait until none is left before removing files.

@@ -53,7 +53,8 @@ export function livenessOf(
   const heard = snapshot.lastHeartbeatAt[node.name] ?? snapshot.startedAt;
   const silentMs = snapshot.now - heard;
   if (silentMs >= config.downAfterMs) return 'down';
-  if (silentMs >= config.suspectAfterMs) return 'suspect';
+  // A node never heard from is not "suspect": it has not joined yet.
+  if (silentMs >= config.suspectAfterMs) return node.liveness === 'unknown' ? 'unknown' : 'suspect';
   return snapshot.lastHeartbeatAt[node.name] === undefined ? node.liveness : 'up';
 }
 
