@@ -105,9 +105,13 @@ export class AgentCore {
 
   private async apply(assignments: Assignment[]): Promise<void> {
     const wanted = new Map<string, Assignment>();
+    // A stale assignment comes from a view older than this node's: it neither starts anything nor
+    // stops what runs at the newer epoch.
+    const stale = new Set<string>();
     for (const a of assignments) {
       const highest = this.state.highestEpochs[a.workload] ?? 0;
       if (a.epoch < highest) {
+        stale.add(a.workload);
         this.options.send({
           type: 'reject',
           workload: a.workload,
@@ -125,7 +129,7 @@ export class AgentCore {
     }
     for (const [workload, runner] of [...this.runners]) {
       const a = wanted.get(workload);
-      if (a !== undefined && a.epoch === runner.epoch) continue;
+      if ((a !== undefined && a.epoch === runner.epoch) || stale.has(workload)) continue;
       await runner.stop(
         a === undefined ? 'no longer assigned to this node' : `superseded by epoch ${a.epoch}`,
       );

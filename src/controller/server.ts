@@ -42,8 +42,9 @@ export const tokenFiles = (dataDir: string) => ({
 });
 
 export async function startControllerServer(
-  options: ControllerServerOptions,
+  input: ControllerServerOptions,
 ): Promise<RunningController> {
+  const options = { ...input, dataDir: resolve(input.dataDir) };
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const files = tokenFiles(options.dataDir);
   const apiToken = ensureToken(files.api);

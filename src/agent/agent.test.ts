@@ -1,0 +1,153 @@
+// Tests of the agent core with a driver that records what it is asked: assignments are applied
+// level-based, an epoch older than one seen is refused (also after an agent restart), and
+// instances not assigned any more are stopped.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../core/ports.js';
+import type { AgentMessage, Assignment } from '../core/protocol.js';
+import { workloadSpecSchema } from '../core/spec.js';
+import { FakeClock } from '../sim/fake-clock.js';
+import { AgentCore, type AgentHost } from './agent.js';
+import type { AgentState } from './agent-state.js';
+import type { Driver, ExitInfo, InstanceHandle } from './drivers/driver.js';
+
+class RecordingDriver implements Driver {
+  readonly name = 'recording';
+  readonly running = new Map<string, InstanceHandle>();
+  started: string[] = [];
+  private nextPid = 1000;
+  start(request: Parameters<Driver['start']>[0]): Promise<InstanceHandle> {
+    const handle: InstanceHandle = {
+      driver: this.name,
+      workload: request.workload,
+      epoch: request.epoch,
+      runDir: request.runDir,
+      pid: this.nextPid++,
+      startedAt: 0,
+      attach: {},
+    };
+    this.running.set(`${request.workload}@${request.epoch}`, handle);
+    this.started.push(`${request.workload}@${request.epoch}`);
+    return Promise.resolve(handle);
+  }
+  recover(handle: InstanceHandle): Promise<InstanceHandle | null> {
+    return Promise.resolve(this.running.has(`${handle.workload}@${handle.epoch}`) ? handle : null);
+  }
+  onExit(): () => void {
+    return () => undefined;
+  }
+  stop(handle: InstanceHandle): Promise<ExitInfo> {
+    this.running.delete(`${handle.workload}@${handle.epoch}`);
+    return Promise.resolve({ code: 0, signal: null, at: 0 });
+  }
+  destroy(handle: InstanceHandle): Promise<void> {
+    this.running.delete(`${handle.workload}@${handle.epoch}`);
+    return Promise.resolve();
+  }
+  inspect(handle: InstanceHandle) {
+    return Promise.resolve({
+      running: this.running.has(`${handle.workload}@${handle.epoch}`),
+      pid: handle.pid,
+    });
+  }
+  stats() {
+    return Promise.resolve({ cpuSeconds: 0, rssBytes: 0 });
+  }
+}
+
+function memoryHost(saved: { state?: AgentState }): AgentHost {
+  return {
+    prepare: (workload) =>
+      Promise.resolve({ runDir: `/run/${workload}`, cwd: `/work/${workload}` }),
+    allocatePorts: () => Promise.resolve({}),
+    loadState: () => structuredClone(saved.state ?? { highestEpochs: {}, instances: {} }),
+    saveState: (state) => (saved.state = structuredClone(state)),
+  };
+}
+
+const spec = workloadSpecSchema.parse({
+  name: 'kv',
+  driver: 'process',
+  process: { command: ['true'] },
+});
+const assignment = (epoch: number, restartNonce = 0): Assignment => ({
+  workload: 'kv',
+  epoch,
+  spec,
+  restartNonce,
+});
+
+function agent(
+  driver: RecordingDriver,
+  saved: { state?: AgentState },
+  sent: AgentMessage[],
+): AgentCore {
+  return new AgentCore({
+    node: 'n1',
+    host: '127.0.0.1',
+    driver,
+    probes: { run: () => Promise.resolve({ ok: true, durationMs: 0 }) },
+    clock: new FakeClock(),
+    logger: silentLogger,
+    env: memoryHost(saved),
+    send: (message) => sent.push(message),
+  });
+}
+
+describe('agent core', () => {
+  it('starts what is assigned and stops what is not', async () => {
+    const driver = new RecordingDriver();
+    const sent: AgentMessage[] = [];
+    const core = agent(driver, {}, sent);
+    core.handle({ type: 'assignments', assignments: [assignment(1)] });
+    await core.idle();
+    assert.deepEqual([...driver.running.keys()], ['kv@1']);
+    core.handle({ type: 'assignments', assignments: [] });
+    await core.idle();
+    assert.deepEqual([...driver.running.keys()], []);
+    assert.ok(sent.some((m) => m.type === 'instance' && m.status.state === 'stopped'));
+  });
+
+  it('replaces an instance of an older epoch by the new one', async () => {
+    const driver = new RecordingDriver();
+    const core = agent(driver, {}, []);
+    core.handle({ type: 'assignments', assignments: [assignment(1)] });
+    core.handle({ type: 'assignments', assignments: [assignment(2)] });
+    await core.idle();
+    assert.deepEqual([...driver.running.keys()], ['kv@2']);
+  });
+
+  it('refuses an assignment whose epoch is older than one it has seen, also after its own restart', async () => {
+    const driver = new RecordingDriver();
+    const saved: { state?: AgentState } = {};
+    const sent: AgentMessage[] = [];
+    const first = agent(driver, saved, sent);
+    first.handle({ type: 'assignments', assignments: [assignment(3)] });
+    await first.idle();
+    first.handle({ type: 'assignments', assignments: [assignment(2)] });
+    await first.idle();
+    assert.deepEqual(driver.started, ['kv@3'], 'epoch 2 was never started');
+    assert.ok(
+      sent.some(
+        (m) => m.type === 'reject' && m.epoch === 2 && m.code === 'CONTINUUM_ERR_STALE_EPOCH',
+      ),
+    );
+
+    first.detach();
+    const restarted = agent(driver, saved, sent);
+    await restarted.recover();
+    restarted.handle({ type: 'assignments', assignments: [assignment(1)] });
+    await restarted.idle();
+    assert.deepEqual(driver.started, ['kv@3'], 'a restarted agent still refuses epoch 1');
+    assert.ok(driver.running.has('kv@3'), 'the re-attached instance keeps running');
+  });
+
+  it('restarts in place when the operator restart nonce grows', async () => {
+    const driver = new RecordingDriver();
+    const core = agent(driver, {}, []);
+    core.handle({ type: 'assignments', assignments: [assignment(1, 0)] });
+    core.handle({ type: 'assignments', assignments: [assignment(1, 1)] });
+    await core.idle();
+    assert.deepEqual(driver.started, ['kv@1', 'kv@1']);
+  });
+});
