@@ -53,11 +53,12 @@ describe('API', () => {
   }
 
   it('answers 401 with a coded error without a token or with a wrong one', async () => {
-    for (const headers of [
+    const variants: Record<string, string>[] = [
       {},
       { authorization: 'Bearer wrong-token-0123456789' },
       { authorization: token },
-    ]) {
+    ];
+    for (const headers of variants) {
       const response = await app.request('/v1/nodes', { headers });
       assert.equal(response.status, 401);
       const body = (await response.json()) as { error: { code: string } };
