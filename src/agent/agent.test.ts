@@ -65,6 +65,7 @@ function memoryHost(saved: { state?: AgentState }): AgentHost {
   };
 }
 
+let revision = 0;
 const spec = workloadSpecSchema.parse({
   name: 'kv',
   driver: 'process',
@@ -99,10 +100,15 @@ describe('agent core', () => {
     const driver = new RecordingDriver();
     const sent: AgentMessage[] = [];
     const core = agent(driver, {}, sent);
-    core.handle({ type: 'assignments', assignments: [assignment(1)] });
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: {},
+    });
     await core.idle();
     assert.deepEqual([...driver.running.keys()], ['kv@1']);
-    core.handle({ type: 'assignments', assignments: [] });
+    core.handle({ type: 'assignments', revision: ++revision, assignments: [], epochs: {} });
     await core.idle();
     assert.deepEqual([...driver.running.keys()], []);
     assert.ok(sent.some((m) => m.type === 'instance' && m.status.state === 'stopped'));
@@ -111,8 +117,18 @@ describe('agent core', () => {
   it('replaces an instance of an older epoch by the new one', async () => {
     const driver = new RecordingDriver();
     const core = agent(driver, {}, []);
-    core.handle({ type: 'assignments', assignments: [assignment(1)] });
-    core.handle({ type: 'assignments', assignments: [assignment(2)] });
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: {},
+    });
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(2)],
+      epochs: {},
+    });
     await core.idle();
     assert.deepEqual([...driver.running.keys()], ['kv@2']);
   });
@@ -122,9 +138,19 @@ describe('agent core', () => {
     const saved: { state?: AgentState } = {};
     const sent: AgentMessage[] = [];
     const first = agent(driver, saved, sent);
-    first.handle({ type: 'assignments', assignments: [assignment(3)] });
+    first.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(3)],
+      epochs: {},
+    });
     await first.idle();
-    first.handle({ type: 'assignments', assignments: [assignment(2)] });
+    first.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(2)],
+      epochs: {},
+    });
     await first.idle();
     assert.deepEqual(driver.started, ['kv@3'], 'epoch 2 was never started');
     assert.ok(
@@ -136,17 +162,61 @@ describe('agent core', () => {
     first.detach();
     const restarted = agent(driver, saved, sent);
     await restarted.recover();
-    restarted.handle({ type: 'assignments', assignments: [assignment(1)] });
+    restarted.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: {},
+    });
     await restarted.idle();
     assert.deepEqual(driver.started, ['kv@3'], 'a restarted agent still refuses epoch 1');
     assert.ok(driver.running.has('kv@3'), 'the re-attached instance keeps running');
   });
 
+  it('never restarts a moved workload when an older set arrives late', async () => {
+    const driver = new RecordingDriver();
+    const sent: AgentMessage[] = [];
+    const core = agent(driver, {}, sent);
+    const first = {
+      type: 'assignments' as const,
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: { kv: 1 },
+    };
+    core.handle(first);
+    await core.idle();
+    // kv moved to another node at epoch 2: this node's set no longer has it.
+    core.handle({ type: 'assignments', revision: ++revision, assignments: [], epochs: { kv: 2 } });
+    // A duplicate of the first set, delivered late: older revision, ignored.
+    core.handle(first);
+    // The same stale assignment inside a newer set (a controller with an old view): refused by epoch.
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: { kv: 1 },
+    });
+    await core.idle();
+    assert.deepEqual(driver.started, ['kv@1']);
+    assert.deepEqual([...driver.running.keys()], []);
+    assert.ok(sent.some((m) => m.type === 'reject' && m.epoch === 1));
+  });
+
   it('restarts in place when the operator restart nonce grows', async () => {
     const driver = new RecordingDriver();
     const core = agent(driver, {}, []);
-    core.handle({ type: 'assignments', assignments: [assignment(1, 0)] });
-    core.handle({ type: 'assignments', assignments: [assignment(1, 1)] });
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1, 0)],
+      epochs: {},
+    });
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1, 1)],
+      epochs: {},
+    });
     await core.idle();
     assert.deepEqual(driver.started, ['kv@1', 'kv@1']);
   });

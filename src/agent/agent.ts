@@ -34,6 +34,12 @@ export interface AgentCoreOptions {
   env: AgentHost;
   startupProbeIntervalMs?: number;
   startupTimeoutMs?: number;
+  /**
+   * The agent's staleness checks: refuse assignments older than an epoch already seen
+   * (ARCHITECTURE.md section 3), and sets older than one applied. Only the simulator's deliberately
+   * broken build turns them off, to prove that its checkers catch the result.
+   */
+  checkEpochs?: boolean;
   send(message: AgentMessage): void;
 }
 
@@ -41,6 +47,9 @@ export class AgentCore {
   private readonly runners = new Map<string, InstanceRunner>();
   private readonly state: AgentState;
   private chain: Promise<void> = Promise.resolve();
+  /** Store revision of the newest assignment set taken; older sets arrive late and are ignored. */
+  private appliedRevision = 0;
+  private reportSeq = 0;
 
   constructor(private readonly options: AgentCoreOptions) {
     this.state = options.env.loadState();
@@ -85,8 +94,19 @@ export class AgentCore {
         this.persist();
       }
     } else if (message.type === 'assignments') {
+      if (this.options.checkEpochs !== false && message.revision < this.appliedRevision) {
+        this.options.logger.log('warn', 'ignored an assignment set older than one applied', {
+          revision: message.revision,
+          applied: this.appliedRevision,
+        });
+        return;
+      }
+      this.appliedRevision = message.revision;
+      // Learn newer epochs at once, not when the set's turn comes: a start already queued behind
+      // an earlier set must see them and not begin.
+      if (this.options.checkEpochs !== false) this.learnEpochs(message.epochs);
       this.chain = this.chain
-        .then(() => this.apply(message.assignments))
+        .then(() => this.apply(message.assignments, message.epochs))
         .catch((err: unknown) =>
           this.options.logger.log('error', 'applying assignments failed', { error: String(err) }),
         );
@@ -103,14 +123,15 @@ export class AgentCore {
     return this.chain;
   }
 
-  private async apply(assignments: Assignment[]): Promise<void> {
+  private async apply(assignments: Assignment[], epochs: Record<string, number>): Promise<void> {
+    if (this.options.checkEpochs !== false) this.learnEpochs(epochs);
     const wanted = new Map<string, Assignment>();
     // A stale assignment comes from a view older than this node's: it neither starts anything nor
     // stops what runs at the newer epoch.
     const stale = new Set<string>();
     for (const a of assignments) {
       const highest = this.state.highestEpochs[a.workload] ?? 0;
-      if (a.epoch < highest) {
+      if (a.epoch < highest && this.options.checkEpochs !== false) {
         stale.add(a.workload);
         this.options.send({
           type: 'reject',
@@ -138,6 +159,17 @@ export class AgentCore {
       this.persist();
     }
     for (const a of wanted.values()) await this.ensure(a);
+  }
+
+  private learnEpochs(epochs: Record<string, number>): void {
+    let changed = false;
+    for (const [workload, epoch] of Object.entries(epochs)) {
+      if (epoch > (this.state.highestEpochs[workload] ?? 0)) {
+        this.state.highestEpochs[workload] = epoch;
+        changed = true;
+      }
+    }
+    if (changed) this.persist();
   }
 
   private async ensure(a: Assignment): Promise<void> {
@@ -175,7 +207,9 @@ export class AgentCore {
         logger: this.options.logger.child({ workload }),
         startupProbeIntervalMs: this.options.startupProbeIntervalMs ?? 50,
         startupTimeoutMs: this.options.startupTimeoutMs ?? 30_000,
-        report: (status) => this.options.send({ type: 'instance', status }),
+        report: (status) => this.options.send({ type: 'instance', seq: ++this.reportSeq, status }),
+        isCurrent: (e) =>
+          this.options.checkEpochs === false || e >= (this.state.highestEpochs[workload] ?? 0),
         changed: () => this.persist(),
       },
       {

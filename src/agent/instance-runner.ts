@@ -21,6 +21,8 @@ export interface RunnerDeps {
   /** An instance not healthy after this long counts as a failure. */
   startupTimeoutMs: number;
   report(status: InstanceStatus): void;
+  /** False once this node has been told of a newer epoch of the workload: then nothing may start. */
+  isCurrent(epoch: number): boolean;
   /** Called whenever the handle or counters change, so the agent can persist them. */
   changed(): void;
 }
@@ -54,6 +56,7 @@ export class InstanceRunner {
   private unsubscribeExit: (() => void) | undefined;
   private stopping = false;
   private startedAt: number | undefined;
+  private spawning = false;
 
   constructor(
     private readonly deps: RunnerDeps,
@@ -84,8 +87,9 @@ export class InstanceRunner {
     };
   }
 
+  /** True while a process runs or is being spawned (a second start must not race the first). */
   get running(): boolean {
-    return this.handle !== undefined;
+    return this.handle !== undefined || this.spawning;
   }
 
   get failed(): boolean {
@@ -117,7 +121,17 @@ export class InstanceRunner {
   async start(): Promise<void> {
     this.stopping = false;
     this.failoverRequested = false;
+    if (!this.deps.isCurrent(this.epoch)) {
+      // A restart timer or a late set can reach here after a newer epoch was learned.
+      this.setState(
+        'stopped',
+        `superseded by a newer epoch; epoch ${this.epoch} is not started again`,
+      );
+      return;
+    }
     this.setState('starting');
+    const generation = this.generation;
+    this.spawning = true;
     try {
       const handle = await this.deps.driver.start({
         workload: this.workload,
@@ -127,12 +141,19 @@ export class InstanceRunner {
         cwd: this.init.cwd,
         env: this.init.env,
       });
+      if (generation !== this.generation) {
+        // Stopped (or restarted) while the process was being spawned: it must not outlive that.
+        await this.deps.driver.stop(handle, { graceMs: this.spec.process?.stopGraceMs ?? 5000 });
+        return;
+      }
       this.handle = handle;
       this.startedAt = handle.startedAt;
       this.deps.changed();
       this.watch(handle, 'started');
     } catch (err) {
       this.remediate(`could not start: ${(err as Error).message}`);
+    } finally {
+      this.spawning = false;
     }
   }
 

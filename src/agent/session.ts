@@ -19,6 +19,9 @@ export interface SessionOptions {
   onMessage(message: ControllerMessage): void;
   reconnectDelayMsInitial?: number;
   reconnectDelayMsMax?: number;
+  /** Keep-alive ping period and how long without a pong before the session is dropped. */
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
 }
 
 export class AgentSession {
@@ -26,6 +29,8 @@ export class AgentSession {
   private urlIndex = 0;
   private delayMs: number;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pongAt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private closed = false;
@@ -63,6 +68,7 @@ export class AgentSession {
       this.delayMs = this.options.reconnectDelayMsInitial ?? 100;
       ws.send(JSON.stringify(this.options.hello()));
       this.startHeartbeats();
+      this.startPings(ws);
       this.options.logger.log('info', 'connected to controller', { url: base });
     });
     ws.on('message', (data) => {
@@ -94,15 +100,39 @@ export class AgentSession {
         error: err.message,
       }),
     );
+    ws.on('pong', () => (this.pongAt = Date.now()));
     ws.on('close', () => {
       if (this.ws !== ws) return;
       this.stopHeartbeats();
+      if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
       this.ws = undefined;
       this.urlIndex++;
       if (this.closed) return;
       this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
       this.delayMs = Math.min(this.delayMs * 2, this.options.reconnectDelayMsMax ?? 1000);
     });
+  }
+
+  /**
+   * A half-open connection (the controller's host vanished, a long partition) would otherwise go
+   * unnoticed: without answers to pings the session is dropped and the agent reconnects, so it
+   * says hello afresh and receives its full assignment set again.
+   */
+  private startPings(ws: WebSocket): void {
+    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
+    this.pongAt = Date.now();
+    const intervalMs = this.options.pingIntervalMs ?? 1000;
+    const timeoutMs = this.options.pingTimeoutMs ?? 3000;
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.pongAt >= timeoutMs) {
+        this.options.logger.log('warn', 'controller stopped answering pings; reconnecting', {
+          timeoutMs,
+        });
+        ws.terminate();
+        return;
+      }
+      ws.ping();
+    }, intervalMs);
   }
 
   private startHeartbeats(): void {
@@ -121,6 +151,7 @@ export class AgentSession {
   close(): void {
     this.closed = true;
     this.stopHeartbeats();
+    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.ws?.close(1000, 'agent stopping');
   }

@@ -19,10 +19,13 @@ export interface NodeUsage {
 interface Session {
   channel: AgentChannel;
   lastAssignments?: string;
+  lastReportSeq: number;
 }
 
 export class AgentSessions {
   private readonly sessions = new Map<string, Session>();
+  /** Grows whenever a session comes, goes or must be sent its set again. */
+  version = 0;
   readonly lastHeartbeatAt: Record<string, number> = {};
   readonly usage = new Map<string, NodeUsage>();
 
@@ -32,15 +35,27 @@ export class AgentSessions {
     if (previous !== undefined && previous.channel !== channel) {
       previous.channel.close(4000, 'replaced by a newer session of the same node');
     }
-    this.sessions.set(node, { channel });
+    this.sessions.set(node, { channel, lastReportSeq: -1 });
+    this.version++;
   }
 
   detach(node: string, channel: AgentChannel): void {
-    if (this.sessions.get(node)?.channel === channel) this.sessions.delete(node);
+    if (this.sessions.get(node)?.channel === channel) {
+      this.sessions.delete(node);
+      this.version++;
+    }
   }
 
   isCurrent(node: string, channel: AgentChannel): boolean {
     return this.sessions.get(node)?.channel === channel;
+  }
+
+  /** False for a report older than one already taken from this session (delayed or duplicated). */
+  freshReport(node: string, seq: number): boolean {
+    const session = this.sessions.get(node);
+    if (session === undefined || seq <= session.lastReportSeq) return false;
+    session.lastReportSeq = seq;
+    return true;
   }
 
   heard(node: string, now: number): void {
@@ -58,11 +73,18 @@ export class AgentSessions {
   ): boolean {
     const session = this.sessions.get(node);
     if (session === undefined) return false;
-    const encoded = JSON.stringify(message.assignments);
+    const encoded = JSON.stringify([message.assignments, message.epochs]); // Not the revision: unchanged sets are not resent.
     if (session.lastAssignments === encoded) return false;
     session.lastAssignments = encoded;
     session.channel.send(message);
     return true;
+  }
+
+  /** The next assignment set for this node is sent even if unchanged (it may have been lost). */
+  resend(node: string): void {
+    const session = this.sessions.get(node);
+    if (session !== undefined) delete session.lastAssignments;
+    this.version++;
   }
 
   closeAll(reason: string): void {

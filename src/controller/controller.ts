@@ -20,7 +20,7 @@ import { decide } from './failover/decide.js';
 import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
-import { assignmentsFor, routesOf } from './views.js';
+import { assignmentsFor, epochsFor, routesOf } from './views.js';
 
 export interface ControllerOptions {
   store: StateStore;
@@ -48,6 +48,11 @@ export class Controller {
   private encodedRoutes = '';
   private readonly routeListeners = new Set<(table: RouteTable) => void>();
   private readonly newClusterId: () => string;
+  private cached: ClusterState | undefined;
+  private cacheGeneration = 0;
+  /** What the last publish was computed from, so an unchanged pass sends nothing. */
+  private published: { state?: ClusterState; sessionsVersion: number } = { sessionsVersion: -1 };
+  private readonly watches: { cancel(): void }[] = [];
 
   constructor(options: ControllerOptions) {
     this.store = options.store;
@@ -78,11 +83,19 @@ export class Controller {
         data: { clusterId: this.clusterId },
       },
     ]);
+    for (const prefix of [keys.prefixes.nodes, keys.prefixes.workloads, keys.prefixes.instances]) {
+      this.watches.push(
+        this.store.watch(prefix, {}, (batch) => {
+          if (batch.changes.length > 0) this.invalidate();
+        }),
+      );
+    }
     this.schedule(0);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const watch of this.watches.splice(0)) watch.cancel();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.sessions.closeAll('controller stopping');
     await this.queue.catch(() => undefined);
@@ -116,7 +129,7 @@ export class Controller {
   /** One level-based pass: read everything, decide, write each decision conditionally, then send. */
   reconcile(): Promise<void> {
     return this.exclusive(async () => {
-      let state = await readState(this.store);
+      let state = await this.currentState();
       const now = this.clock.now();
       const decisions = decide(
         {
@@ -134,19 +147,46 @@ export class Controller {
         const result = await this.store.txn(txn);
         if (!result.ok) break; // Something changed under us: decide again on fresh state.
         wrote = true;
-        state = await readState(this.store);
+        // A node heard from again after silence may have missed sets sent meanwhile: send afresh.
+        if (decision.type === 'liveness' && decision.to === 'up')
+          this.sessions.resend(decision.node);
+        this.invalidate();
+        state = await this.currentState();
       }
-      if (wrote) state = await readState(this.store);
+      if (wrote) state = await this.currentState();
       this.publish(state);
     });
   }
 
+  /**
+   * The whole state, read again only when the store changed since the last read: the loop runs
+   * every 100 ms, and most passes find nothing new. The change feed invalidates the copy; a read
+   * that raced with a change is not kept.
+   */
+  private async currentState(): Promise<ClusterState> {
+    if (this.cached !== undefined) return this.cached;
+    const generation = this.cacheGeneration;
+    const state = await readState(this.store);
+    if (generation === this.cacheGeneration) this.cached = state;
+    return state;
+  }
+
+  private invalidate(): void {
+    this.cached = undefined;
+    this.cacheGeneration++;
+  }
+
   /** Persist first, then send (CONVENTIONS.md item 2): called only with state read after the writes. */
   private publish(state: ClusterState): void {
+    if (state === this.published.state && this.sessions.version === this.published.sessionsVersion)
+      return;
+    this.published = { state, sessionsVersion: this.sessions.version };
     for (const node of this.sessions.connectedNodes()) {
       this.sessions.sendAssignments(node, {
         type: 'assignments',
+        revision: state.revision,
         assignments: assignmentsFor(node, state),
+        epochs: epochsFor(node, state),
       });
     }
     const routes = routesOf(state);
@@ -188,6 +228,7 @@ export class Controller {
     if (message.type === 'heartbeat') {
       this.sessions.usage.set(node, { ...message.usage, at: now });
     } else if (message.type === 'instance') {
+      if (!this.sessions.freshReport(node, message.seq)) return node;
       if (message.status.node !== node) {
         throw new ContinuumError(
           'CONTINUUM_ERR_BAD_REQUEST',

@@ -51,6 +51,20 @@ export function assignmentsFor(
     .sort((a, b) => a.workload.localeCompare(b.workload));
 }
 
+/** Current epochs of the workloads a node runs or has an instance record of (see the protocol). */
+export function epochsFor(
+  node: string,
+  state: { workloads: readonly WorkloadRecord[]; instances: readonly InstanceRecord[] },
+): Record<string, number> {
+  const epochs: Record<string, number> = {};
+  for (const w of state.workloads) {
+    if (w.node === node || state.instances.some((i) => i.workload === w.name && i.node === node)) {
+      epochs[w.name] = w.epoch;
+    }
+  }
+  return epochs;
+}
+
 /** Routes only to a healthy instance of the current epoch (ARCHITECTURE.md section 3, rule 5). */
 export function routesOf(state: {
   nodes: readonly NodeRecord[];

@@ -68,8 +68,10 @@ export const agentHeartbeatSchema = z.object({
   }),
 });
 
+/** seq grows with every report of one agent process, so a delayed or duplicated report is dropped. */
 export const agentInstanceSchema = z.object({
   type: z.literal('instance'),
+  seq: z.number().int().nonnegative(),
   status: instanceStatusSchema,
 });
 
@@ -104,7 +106,17 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     heartbeatIntervalMs: z.number().int().positive(),
   }),
   /** The full set of instances this node must run; anything else it runs must stop. */
-  z.object({ type: z.literal('assignments'), assignments: z.array(assignmentSchema) }),
+  z.object({
+    type: z.literal('assignments'),
+    /** Store revision the set was computed at; an agent ignores a set older than one it applied. */
+    revision: z.number().int().nonnegative(),
+    assignments: z.array(assignmentSchema),
+    /**
+     * The current epoch of every workload this node runs or ran. An agent raises its highest-seen
+     * epochs from them first, so a delayed or duplicated older set can never restart a moved workload.
+     */
+    epochs: z.record(z.string(), z.number().int().nonnegative()),
+  }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
 ]);
 

@@ -8,16 +8,27 @@ export interface Demo {
   endpoint: string;
 }
 
-export async function startDemo(): Promise<Demo> {
+export interface DemoOptions {
+  /** Overrides the demo's restart policy (benchmarks use a short window). */
+  restart?: {
+    maxRestarts: number;
+    windowMs: number;
+    backoffInitialMs: number;
+    backoffMaxMs: number;
+  };
+}
+
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const cluster = new TestCluster();
   try {
     await cluster.startController();
     const endpointPort = await freePort();
-    const applied = await cluster.api(
-      'POST',
-      '/v1/apply',
-      demoSpec({ endpointPort, servicePath: demoServicePath }),
-    );
+    const spec = demoSpec({ endpointPort, servicePath: demoServicePath });
+    if (options.restart !== undefined) {
+      for (const w of spec.workloads ?? [])
+        w.availability = { ...w.availability, restart: options.restart };
+    }
+    const applied = await cluster.api('POST', '/v1/apply', spec);
     if (applied.status !== 200) throw new Error(`apply failed: ${JSON.stringify(applied.body)}`);
     for (const node of demoNodes) await cluster.startAgent(node);
     await cluster.startRedirector();

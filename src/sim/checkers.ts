@@ -1,0 +1,63 @@
+// The simulator's checkers, in the words of ARCHITECTURE.md section 3 (safety) and section 4
+// (liveness, stability). Safety is checked after every step of a run; liveness and stability once
+// the faults have stopped.
+import type { World } from './world.js';
+
+/** Never two active instances of a workload at the same epoch. (Epochs only grow, and no agent
+ * starts an epoch the store does not hold, are checked as they happen, in world.ts.) */
+export function checkSafety(world: World): void {
+  const seen = new Map<string, number>();
+  for (const process of world.table.live()) {
+    const key = `${process.workload}@${process.epoch}`;
+    const other = seen.get(key);
+    if (other !== undefined) {
+      world.violate(
+        `double-active: two instances of ${process.workload} at epoch ${process.epoch}: pids ${other} and ${process.pid}`,
+      );
+    } else seen.set(key, process.pid);
+  }
+}
+
+export interface Convergence {
+  ok: boolean;
+  problems: string[];
+}
+
+/** Liveness: every workload placed, healthy at its current epoch on its owner, and nothing stale runs. */
+export function checkConverged(world: World): Convergence {
+  const problems: string[] = [];
+  const live = world.table.live();
+  for (const workload of world.workloads.values()) {
+    const running = live.filter((p) => p.workload === workload.name);
+    if (workload.node === null) {
+      problems.push(
+        `${workload.name} is not placed (${workload.blockedReason ?? 'no reason recorded'})`,
+      );
+      continue;
+    }
+    const current = running.filter((p) => p.epoch === workload.epoch && p.node === workload.node);
+    if (current.length !== 1)
+      problems.push(
+        `${workload.name}@${workload.epoch} runs ${current.length} times on its owner ${workload.node}`,
+      );
+    for (const stale of running.filter(
+      (p) => p.epoch !== workload.epoch || p.node !== workload.node,
+    )) {
+      problems.push(
+        `a stale instance of ${workload.name} still runs: epoch ${stale.epoch} on ${stale.node} (current ${workload.epoch} on ${workload.node})`,
+      );
+    }
+  }
+  for (const process of live) {
+    if (!world.workloads.has(process.workload))
+      problems.push(`pid ${process.pid} runs ${process.workload}, which no longer exists`);
+  }
+  return { ok: problems.length === 0, problems };
+}
+
+/** Changes of owner decided since `afterSeq` (failovers, switchovers, evictions, preemptions). */
+export function movesSince(world: World, afterSeq: number): number {
+  return world.events.filter(
+    (e) => e.seq > afterSeq && e.kind.endsWith('.decided') && !e.kind.startsWith('placement'),
+  ).length;
+}

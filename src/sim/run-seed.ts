@@ -1,0 +1,139 @@
+// One simulation run as a pure function of its seed and the code: a cluster and workloads drawn
+// from the seed, a schedule of faults, then a quiet period in which liveness and stability are
+// checked. Safety is checked after every step. A failure carries the command that replays it.
+import { checkConverged, checkSafety, movesSince } from './checkers.js';
+import { drawMix, faultKinds, inject, type FaultKind } from './faults.js';
+import { SeededRng, traceHash } from './rng.js';
+import { World } from './world.js';
+
+export interface RunOptions {
+  seed: number;
+  /** Simulated time during which faults are injected. */
+  faultWindowMs?: number;
+  /** Bound within which, once faults stop, every workload must be active again. */
+  settleMs?: number;
+  /** Fault kinds to draw from; the swarm draws a mix per seed when this is 'swarm'. */
+  mix?: readonly FaultKind[] | 'swarm';
+  checkEpochs?: boolean;
+  /** A hostile network for the whole fault window: long delays, many duplicates, some loss. */
+  hostileNetwork?: boolean;
+}
+
+export interface RunResult {
+  seed: number;
+  ok: boolean;
+  failures: string[];
+  faults: number;
+  failovers: number;
+  traceHash: string;
+  trace: string[];
+  simulatedMs: number;
+}
+
+export function replayCommand(seed: number): string {
+  return `SEED=${seed} npm run sim`;
+}
+
+export async function runSeed(options: RunOptions): Promise<RunResult> {
+  const rng = new SeededRng(options.seed);
+  const shape = rng.fork('shape');
+  const nodeCount = shape.between(3, 6);
+  const spares = shape.between(1, 2);
+  const nodes = Array.from({ length: nodeCount }, (_, i) => ({
+    name: i < nodeCount - spares ? `node-${i + 1}` : `spare-${i - (nodeCount - spares) + 1}`,
+    site: 'a',
+    role: i < nodeCount - spares ? ('production' as const) : ('spare' as const),
+    cpu: 4,
+    memoryMiB: 4096,
+  }));
+  const workloadCount = shape.between(1, Math.min(8, (nodeCount - 1) * 2));
+  const workloads = Array.from({ length: workloadCount }, (_, i) => ({
+    name: `w${i + 1}`,
+    driver: 'process' as const,
+    process: { command: ['sim-service'] },
+    resources: { cpu: 1, memoryMiB: 512 },
+    endpoints: [{ name: 'http', port: 9000 + i }],
+    probes: [{ type: 'http' as const, endpoint: 'http', intervalMs: 500, failureThreshold: 2 }],
+    availability: { priority: shape.between(0, 4) * 100 },
+  }));
+  const world = new World({
+    seed: options.seed,
+    nodes,
+    spec: { sites: [{ name: 'a' }], workloads },
+    driftPpmMax: 200,
+    ...(options.checkEpochs === undefined ? {} : { checkEpochs: options.checkEpochs }),
+  });
+  const faultsRng = rng.fork('faults');
+  const mix = options.mix === 'swarm' ? drawMix(faultsRng) : (options.mix ?? faultKinds);
+  const faultWindowMs = options.faultWindowMs ?? 20_000;
+  const settleMs = options.settleMs ?? 20_000;
+  const failures: string[] = [];
+  let faults = 0;
+  try {
+    await world.start();
+    const check = () => checkSafety(world);
+    await world.run(2_000, check);
+    if (options.hostileNetwork)
+      world.network.faults = {
+        delayMsMin: 1,
+        delayMsMax: 3000,
+        lossProbability: 0.01,
+        duplicateProbability: 0.3,
+      };
+    const end = world.clock.now() + faultWindowMs;
+    while (world.clock.now() < end) {
+      await world.run(faultsRng.between(200, 2_500), check);
+      if (world.clock.now() >= end) break;
+      await inject(world, faultsRng.pick(mix), faultsRng);
+      faults++;
+    }
+    await heal(world);
+    await world.run(settleMs / 2, check);
+    const quietSeq = world.events.at(-1)?.seq ?? 0;
+    await world.run(settleMs / 2, check);
+    const converged = checkConverged(world);
+    if (!converged.ok)
+      failures.push(
+        ...converged.problems.map(
+          (p) => `liveness: ${p} (${settleMs} ms after the faults stopped)`,
+        ),
+      );
+    const lateMoves = movesSince(world, quietSeq);
+    if (lateMoves > 0) failures.push(`stability: ${lateMoves} moves decided while nothing failed`);
+    const failovers = movesSince(world, 0);
+    if (failovers > (faults + 1) * workloadCount)
+      failures.push(
+        `stability: ${failovers} moves for ${faults} faults and ${workloadCount} workloads`,
+      );
+    failures.unshift(...world.violations.map((v) => `safety: ${v}`));
+    return {
+      seed: options.seed,
+      ok: failures.length === 0,
+      failures,
+      faults,
+      failovers,
+      traceHash: traceHash(world.trace),
+      trace: world.trace,
+      simulatedMs: world.now(),
+    };
+  } finally {
+    await world.close();
+  }
+}
+
+/** Faults stop: partitions heal, hung nodes resume, crashed nodes and the controller come back. */
+async function heal(world: World): Promise<void> {
+  world.note('faults stop: heal everything');
+  world.network.healAll();
+  world.network.faults = {
+    delayMsMin: 1,
+    delayMsMax: 3,
+    lossProbability: 0,
+    duplicateProbability: 0,
+  };
+  // Let pending restarts (scheduled boots) happen first, then boot what is still down.
+  await world.run(4_000);
+  if (world.controller === undefined) await world.startController();
+  for (const node of world.nodes.values()) if (!node.alive) await node.boot();
+  for (const process of world.table.live()) process.healthy = true;
+}

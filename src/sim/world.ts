@@ -1,0 +1,268 @@
+// The simulated cluster: the real controller (reconcile, scheduler, failover, epochs) on the memory
+// store, N simulated nodes running the real agent core, and the network between them, all on one
+// FakeClock. Nothing here reads the real clock, real randomness or real sockets.
+import { applySpec } from '../controller/actions.js';
+import type { AgentChannel } from '../controller/agent-sessions.js';
+import { controllerConfig, type ControllerConfig } from '../controller/config.js';
+import { Controller } from '../controller/controller.js';
+import { isContinuumError } from '../core/errors.js';
+import type { JournalEvent, WorkloadRecord } from '../core/model.js';
+import { silentLogger } from '../core/ports.js';
+import type { AgentMessage } from '../core/protocol.js';
+import type { ClusterSpecInput } from '../core/spec.js';
+import { MemoryStore } from '../store/memory.js';
+import { FakeClock } from './fake-clock.js';
+import { ProcessTable } from './fake-driver.js';
+import { SimNetwork } from './network.js';
+import { SeededRng } from './rng.js';
+import { SimNode, type SimNodeSpec, type SimSessionEnd } from './sim-node.js';
+
+export interface WorldOptions {
+  seed: number;
+  nodes: SimNodeSpec[];
+  spec: ClusterSpecInput;
+  config?: Partial<ControllerConfig>;
+  /** Off only in the deliberately broken build that proves the checkers work. */
+  checkEpochs?: boolean;
+  /** Largest clock drift between nodes, in parts per million. */
+  driftPpmMax?: number;
+}
+
+const controllerAddress = 'controller';
+
+export class World {
+  readonly clock = new FakeClock({ startMs: 1_700_000_000_000 });
+  readonly rng: SeededRng;
+  readonly network: SimNetwork;
+  readonly table = new ProcessTable();
+  readonly store: MemoryStore;
+  readonly nodes = new Map<string, SimNode>();
+  readonly trace: string[] = [];
+  readonly violations: string[] = [];
+  readonly events: JournalEvent[] = [];
+  /** The store's current epoch per workload, mirrored from its change feed for the checkers. */
+  readonly storeEpochs = new Map<string, number>();
+  readonly workloads = new Map<string, WorkloadRecord>();
+  controller: Controller | undefined;
+  private controllerIncarnation = 0;
+  private readonly sessions = new Set<{
+    node: SimNode;
+    end: SimSessionEnd;
+    channel: AgentChannel;
+    closed: boolean;
+  }>();
+  private readonly config: ControllerConfig;
+
+  constructor(readonly options: WorldOptions) {
+    this.rng = new SeededRng(options.seed);
+    this.network = new SimNetwork(this.clock, this.rng.fork('network'));
+    this.store = new MemoryStore({ clock: this.clock });
+    this.config = controllerConfig(options.config);
+    const driftRng = this.rng.fork('drift');
+    const driftPpmMax = options.driftPpmMax ?? 0;
+    for (const spec of options.nodes) {
+      const drift = {
+        ppm: driftPpmMax === 0 ? 0 : driftRng.between(-driftPpmMax, driftPpmMax),
+        offsetMs: driftPpmMax === 0 ? 0 : driftRng.between(-500, 500),
+      };
+      this.nodes.set(
+        spec.name,
+        new SimNode(
+          spec,
+          {
+            clock: this.clock,
+            table: this.table,
+            sessions: {
+              open: (n) => this.openSession(n),
+              alive: (n) =>
+                this.controller !== undefined &&
+                this.network.reachable(n.spec.name, controllerAddress),
+              abandon: (n, end) => {
+                for (const session of this.sessions)
+                  if (session.node === n && session.end === end) this.breakSession(session, false);
+              },
+            },
+            checkEpochs: options.checkEpochs ?? true,
+          },
+          drift,
+        ),
+      );
+    }
+    this.table.onStartRequested = (start) => {
+      // The store must have held the epoch (a later one may exist: a node cut off from the
+      // controller restarts its own instance in place); and no agent starts an epoch older than
+      // one it has been told of.
+      const held = this.storeEpochs.get(start.workload) ?? 0;
+      if (start.epoch > held) {
+        this.violate(
+          `${start.node} started ${start.workload} at epoch ${start.epoch}, which the store never held (it holds ${held})`,
+        );
+      }
+      const told = this.nodes.get(start.node)?.told.get(start.workload) ?? 0;
+      if (start.epoch < told) {
+        const others = this.table.live().filter((p) => p.workload === start.workload);
+        const double =
+          others.length > 0
+            ? `double-active (pid ${others.map((p) => `${p.pid}@${p.epoch}`).join(', ')} live): `
+            : '';
+        this.violate(
+          `${double}${start.node} started ${start.workload} at epoch ${start.epoch} after being told of epoch ${told}`,
+        );
+      }
+    };
+    this.table.onStart = (process) => {
+      this.note(`start ${process.workload}@${process.epoch} on ${process.node} pid ${process.pid}`);
+    };
+    this.store.watch('workloads/', {}, (batch) => {
+      for (const change of batch.changes) {
+        if (change.type !== 'put') continue;
+        const record = change.entry.value as WorkloadRecord;
+        const previous = this.storeEpochs.get(record.name) ?? 0;
+        if (record.epoch < previous)
+          this.violate(`the epoch of ${record.name} went down from ${previous} to ${record.epoch}`);
+        this.storeEpochs.set(record.name, record.epoch);
+        this.workloads.set(record.name, record);
+      }
+      for (const event of batch.events) {
+        this.events.push(event);
+        this.trace.push(
+          `${event.at - 1_700_000_000_000} ${event.kind} ${event.subject.name}: ${event.message}`,
+        );
+      }
+    });
+  }
+
+  now(): number {
+    return this.clock.now() - 1_700_000_000_000;
+  }
+
+  note(line: string): void {
+    this.trace.push(`${this.now()} # ${line}`);
+  }
+
+  violate(message: string): void {
+    this.violations.push(`t=${this.now()}ms: ${message}`);
+    this.trace.push(`${this.now()} !! ${message}`);
+  }
+
+  async start(): Promise<void> {
+    await this.startController();
+    if (this.controller === undefined) throw new Error('controller did not start');
+    await applySpec(this.controller, this.options.spec, 'sim');
+    for (const node of this.nodes.values()) await node.boot();
+    await this.settle();
+  }
+
+  async startController(): Promise<void> {
+    const controller = new Controller({
+      store: this.store,
+      clock: this.clock,
+      config: this.config,
+      logger: silentLogger,
+      controllerId: `controller-${++this.controllerIncarnation}`,
+      newClusterId: () => `sim-cluster-${this.options.seed}`,
+    });
+    await controller.start();
+    this.controller = controller;
+  }
+
+  /** The controller process dies: its memory (heartbeats, sessions) is lost; the store survives. */
+  async crashController(): Promise<void> {
+    const controller = this.controller;
+    this.controller = undefined;
+    for (const session of this.sessions) this.breakSession(session, true);
+    await controller?.stop();
+  }
+
+  private openSession(node: SimNode): SimSessionEnd | undefined {
+    if (this.controller === undefined || !this.network.reachable(node.spec.name, controllerAddress))
+      return undefined;
+    const controller = this.controller;
+    let chain: Promise<unknown> = Promise.resolve();
+    let nodeName: string | undefined;
+    const session = {
+      node,
+      closed: false,
+      end: undefined as unknown as SimSessionEnd,
+      channel: undefined as unknown as AgentChannel,
+    };
+    session.channel = {
+      send: (message) => {
+        if (session.closed) return;
+        const ok = this.network.send(controllerAddress, node.spec.name, () =>
+          node.receive(session.end, message),
+        );
+        if (!ok) this.breakSession(session, false);
+      },
+      close: () => this.breakSession(session, false),
+    };
+    session.end = {
+      get open() {
+        return !session.closed;
+      },
+      send: (message: AgentMessage) => {
+        if (session.closed) return;
+        const ok = this.network.send(node.spec.name, controllerAddress, () => {
+          if (session.closed || this.controller !== controller) return;
+          chain = chain.then(async () => {
+            try {
+              nodeName = await controller.agentMessage(session.channel, nodeName, message);
+            } catch (err) {
+              if (!isContinuumError(err)) throw err;
+              this.breakSession(session, false);
+            }
+          });
+        });
+        if (!ok) this.breakSession(session, false);
+      },
+    };
+    this.sessions.add(session);
+    return session.end;
+  }
+
+  /** Ends a session: both sides hear of it after a short delay, unless a side is dead. */
+  private breakSession(
+    session: { node: SimNode; end: SimSessionEnd; channel: AgentChannel; closed: boolean },
+    controllerDied: boolean,
+  ): void {
+    if (session.closed) return;
+    session.closed = true;
+    this.sessions.delete(session);
+    const controller = this.controller;
+    this.clock.setTimeout(() => {
+      if (!controllerDied) controller?.agentDisconnected(session.channel, session.node.spec.name);
+      session.node.sessionClosed(session.end);
+    }, 5);
+  }
+
+  /** Closes the sessions of a node whose agent died (the kernel resets its connections). */
+  closeSessionsOf(node: string): void {
+    for (const session of [...this.sessions])
+      if (session.node.spec.name === node) this.breakSession(session, false);
+  }
+
+  /** Runs the simulation for ms of simulated time, letting every chain of promises finish at each step. */
+  async run(ms: number, check?: () => void): Promise<void> {
+    const until = this.clock.now() + ms;
+    for (;;) {
+      const next = this.clock.nextDueAtMs();
+      if (next === undefined || next > until) break;
+      this.clock.advanceTo(next);
+      await this.settle();
+      check?.();
+    }
+    this.clock.advanceTo(until);
+    await this.settle();
+  }
+
+  /** Drains the microtask queue (every pending promise chain) without moving simulated time. */
+  async settle(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  async close(): Promise<void> {
+    await this.controller?.stop();
+    for (const node of this.nodes.values()) node.core?.detach();
+    await this.store.close();
+  }
+}
