@@ -30,8 +30,14 @@ export interface RunResult {
   simulatedMs: number;
 }
 
-export function replayCommand(seed: number): string {
-  return `SEED=${seed} npm run sim`;
+/** The command that replays a run exactly, with the options it ran with. */
+export function replayCommand(options: RunOptions): string {
+  const flags: string[] = [];
+  if (options.mix !== 'swarm')
+    flags.push(`--mix ${options.mix === undefined ? 'all' : options.mix.join(',')}`);
+  if (options.hostileNetwork) flags.push('--hostile-network');
+  if (options.checkEpochs === false) flags.push('--broken-epoch-checks');
+  return `SEED=${options.seed} npm run sim${flags.length > 0 ? ` -- ${flags.join(' ')}` : ''}`;
 }
 
 export async function runSeed(options: RunOptions): Promise<RunResult> {
@@ -65,8 +71,8 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
   });
   const faultsRng = rng.fork('faults');
   const mix = options.mix === 'swarm' ? drawMix(faultsRng) : (options.mix ?? faultKinds);
-  const faultWindowMs = options.faultWindowMs ?? 20_000;
-  const settleMs = options.settleMs ?? 20_000;
+  const faultWindowMs = options.faultWindowMs ?? 15_000;
+  const settleMs = options.settleMs ?? 14_000;
   const failures: string[] = [];
   let faults = 0;
   try {
