@@ -10,6 +10,7 @@ import type {
   WorkloadRecord,
 } from '../../core/model.js';
 import type { DetectionConfig } from '../config.js';
+import { applyMoves } from '../scheduler/capacity.js';
 import { place, type PlacementPurpose, type SchedulerSnapshot } from '../scheduler/place.js';
 
 export interface DecideSnapshot {
@@ -109,11 +110,10 @@ function schedulerSnapshot(
 
 /** Later workloads in the same pass see the capacity taken and freed by earlier decisions. */
 function applyToScheduler(scheduler: SchedulerSnapshot, decisions: Decision[]): void {
-  for (const d of decisions) {
-    if (d.type !== 'move') continue;
-    const entry = scheduler.workloads.find((w) => w.name === d.workload);
-    if (entry) entry.node = d.toNode;
-  }
+  const moves = new Map<string, string | null>();
+  for (const d of decisions) if (d.type === 'move') moves.set(d.workload, d.toNode);
+  if (moves.size === 0) return;
+  applyMoves(scheduler, moves);
 }
 
 function decideWorkload(

@@ -2,7 +2,15 @@
 // counted under exactly one reason: the first constraint it fails. The order runs from what an
 // operator cannot change by moving work (down, excluded, labels, sites) to what they can
 // (anti-affinity, capacity), so the reason points at the constraint that matters most.
-import { covers, demandOf, freeOn, subtract, workloadsOn, type Amount } from './capacity.js';
+import {
+  covers,
+  demandOf,
+  freeOn,
+  indexOf,
+  subtract,
+  workloadsOn,
+  type Amount,
+} from './capacity.js';
 import type {
   PlacementRequest,
   SchedulerNode,
@@ -76,7 +84,11 @@ export function checkConstraints(
  */
 export function antiAffineOn(context: PlacementContext, node: string): string[] {
   const { workload } = context;
-  const avoids = new Set(workload.spec.availability.placement.antiAffinity);
+  const ownList = workload.spec.availability.placement.antiAffinity;
+  // Most workloads take part in no anti-affinity at all: answer without looking at the node.
+  if (ownList.length === 0 && !indexOf(context.snapshot.workloads).avoided.has(workload.name))
+    return [];
+  const avoids = new Set(ownList);
   return workloadsOn(context.snapshot, node, context.self)
     .filter(
       (other) =>

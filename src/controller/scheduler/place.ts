@@ -3,7 +3,7 @@
 // to evict there if room has to be made; the controller's applier re-checks the proposal against
 // the latest state. Rules and their reasons: docs/scheduler.md.
 import { compareNames, judge, makeContext, type PlacementContext } from './checks.js';
-import type { Amount } from './capacity.js';
+import { applyMoves, indexOf, type Amount } from './capacity.js';
 import { planEvictions, type EvictionPlan } from './preempt.js';
 import { explainNode, explainNoFit, type RejectedNode } from './reasons.js';
 import type {
@@ -12,7 +12,6 @@ import type {
   PlacementRequest,
   SchedulerNode,
   SchedulerSnapshot,
-  SchedulerWorkload,
 } from './types.js';
 
 export { freeCapacity } from './capacity.js';
@@ -57,7 +56,7 @@ function comparePlans(purpose: PlacementPurpose): (a: EvictionPlan, b: EvictionP
 }
 
 export function place(snapshot: SchedulerSnapshot, request: PlacementRequest): PlacementDecision {
-  const workload = snapshot.workloads.find((w) => w.name === request.workload);
+  const workload = indexOf(snapshot.workloads).byName.get(request.workload);
   if (workload === undefined) {
     return { ok: false, reason: `workload ${request.workload} is not known to the scheduler` };
   }
@@ -71,7 +70,12 @@ export function place(snapshot: SchedulerSnapshot, request: PlacementRequest): P
     if (verdict.ok) fits.push({ node, freeAfter: verdict.freeAfter });
     else rejected.push({ node, rejection: verdict.rejection });
   }
-  const best = fits.sort(compareFits(request.purpose))[0];
+  // The best fit in one pass: sorting every fit for one winner cost more than judging the nodes.
+  const rank = compareFits(request.purpose);
+  const best = fits.reduce<Fit | undefined>(
+    (a, b) => (a === undefined || rank(b, a) < 0 ? b : a),
+    undefined,
+  );
   if (best !== undefined) return { ok: true, node: best.node.name, preempt: [] };
 
   // Preemption only now that nothing fits as things stand, and only on nodes that nothing but
@@ -116,32 +120,25 @@ export interface PlannedPlacement {
  * back in the order they were made.
  */
 export function planInitial(snapshot: SchedulerSnapshot, names: string[]): PlannedPlacement[] {
+  // A private working copy: the caller's snapshot is never changed.
   const working: SchedulerSnapshot = {
     nodes: snapshot.nodes,
     workloads: snapshot.workloads.map((w) => ({ ...w })),
   };
-  const byName = new Map(working.workloads.map((w) => [w.name, w]));
-  const priorityOf = (name: string): number => byName.get(name)?.spec.availability.priority ?? -1;
+  const priorityOf = (name: string): number =>
+    working.workloads.find((w) => w.name === name)?.spec.availability.priority ?? -1;
   const ordered = [...new Set(names)].sort(
     (a, b) => priorityOf(b) - priorityOf(a) || compareNames(a, b),
   );
   return ordered.map((name) => {
     const decision = place(working, { workload: name, purpose: 'initial' });
-    if (decision.ok) applyDecision(byName, name, decision.node, decision.preempt);
+    if (decision.ok) {
+      const moves = new Map<string, string | null>(
+        decision.preempt.map((victim) => [victim, null]),
+      );
+      moves.set(name, decision.node);
+      applyMoves(working, moves);
+    }
     return { workload: name, decision };
   });
-}
-
-function applyDecision(
-  byName: Map<string, SchedulerWorkload>,
-  name: string,
-  node: string,
-  preempt: string[],
-): void {
-  for (const victim of preempt) {
-    const evicted = byName.get(victim);
-    if (evicted !== undefined) evicted.node = null;
-  }
-  const placed = byName.get(name);
-  if (placed !== undefined) placed.node = node;
 }

@@ -22,6 +22,7 @@ export interface SchedulerWorkload {
 
 export interface SchedulerSnapshot {
   nodes: SchedulerNode[];
+  /** Indexed by the scheduler on first use: move workloads only through applyMoves. */
   workloads: SchedulerWorkload[];
 }
 
