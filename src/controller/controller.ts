@@ -20,7 +20,7 @@ import { decide } from './failover/decide.js';
 import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
-import { assignmentsFor, epochsFor, routesOf } from './views.js';
+import { assignmentsFor, epochsByNode, routesOf } from './views.js';
 
 export interface ControllerOptions {
   store: StateStore;
@@ -181,12 +181,13 @@ export class Controller {
     if (state === this.published.state && this.sessions.version === this.published.sessionsVersion)
       return;
     this.published = { state, sessionsVersion: this.sessions.version };
+    const epochs = epochsByNode(state);
     for (const node of this.sessions.connectedNodes()) {
       this.sessions.sendAssignments(node, {
         type: 'assignments',
         revision: state.revision,
         assignments: assignmentsFor(node, state),
-        epochs: epochsFor(node, state),
+        epochs: epochs.get(node) ?? {},
       });
     }
     const routes = routesOf(state);

@@ -51,17 +51,25 @@ export function assignmentsFor(
     .sort((a, b) => a.workload.localeCompare(b.workload));
 }
 
-/** Current epochs of the workloads a node runs or has an instance record of (see the protocol). */
-export function epochsFor(
-  node: string,
-  state: { workloads: readonly WorkloadRecord[]; instances: readonly InstanceRecord[] },
-): Record<string, number> {
-  const epochs: Record<string, number> = {};
-  for (const w of state.workloads) {
-    if (w.node === node || state.instances.some((i) => i.workload === w.name && i.node === node)) {
-      epochs[w.name] = w.epoch;
-    }
-  }
+/**
+ * Current epochs of the workloads each node runs or has an instance record of (see the protocol),
+ * for every node in one pass: a publish serves every connected node.
+ */
+export function epochsByNode(state: {
+  workloads: readonly WorkloadRecord[];
+  instances: readonly InstanceRecord[];
+}): Map<string, Record<string, number>> {
+  const epochs = new Map<string, Record<string, number>>();
+  const epochOf = new Map(state.workloads.map((w) => [w.name, w.epoch]));
+  const note = (node: string, workload: string) => {
+    const epoch = epochOf.get(workload);
+    if (epoch === undefined) return;
+    const record = epochs.get(node) ?? {};
+    record[workload] = epoch;
+    epochs.set(node, record);
+  };
+  for (const w of state.workloads) if (w.node !== null) note(w.node, w.name);
+  for (const i of state.instances) note(i.node, i.workload);
   return epochs;
 }
 
