@@ -1,12 +1,23 @@
 // `npm run bench`: every benchmark, with its results saved under bench/results/. Options:
-// --runs N (default 20) and --hog-seconds S (default 300) for the restore benchmark.
+// --runs N (default 20) and --hog-seconds S (default 300) for the restore benchmark;
+// --chaos-seconds S (default 300, 0 skips) and --chaos-seed N (default 1) for the chaos run;
+// then the simulator: seeds per second, decisions for a site loss at 1,000 nodes and 5,000
+// workloads, and a simulated site loss at --sim-nodes (default 100) / --sim-workloads (500).
 import { parseArgs } from 'node:util';
+import { benchChaos } from './chaos.js';
 import { benchRestore, saveResult } from './restore.js';
+import { benchScale } from './scale.js';
+import { benchSimScale } from './sim-scale.js';
+import { runSeed } from '../src/sim/run-seed.js';
 
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '20' },
     'hog-seconds': { type: 'string', default: '300' },
+    'chaos-seconds': { type: 'string', default: '300' },
+    'chaos-seed': { type: 'string', default: '1' },
+    'sim-nodes': { type: 'string', default: '100' },
+    'sim-workloads': { type: 'string', default: '500' },
   },
 });
 const runs = Number(values.runs);
@@ -15,8 +26,39 @@ if (!Number.isInteger(runs) || runs < 1)
   throw new RangeError(`--runs: expected a positive whole number, got ${values.runs}`);
 if (!Number.isFinite(hogSeconds) || hogSeconds < 0)
   throw new RangeError(`--hog-seconds: expected seconds >= 0, got ${values['hog-seconds']}`);
+const chaosSeconds = Number(values['chaos-seconds']);
+const chaosSeed = Number(values['chaos-seed']);
+if (!Number.isFinite(chaosSeconds) || chaosSeconds < 0)
+  throw new RangeError(`--chaos-seconds: expected seconds >= 0, got ${values['chaos-seconds']}`);
+if (!Number.isInteger(chaosSeed))
+  throw new RangeError(`--chaos-seed: expected a whole number, got ${values['chaos-seed']}`);
 
 const result = await benchRestore({ runs, hogSeconds });
 const { samples: _samples, ...summary } = result;
 process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 process.stdout.write(`saved ${saveResult('restore', result)}\n`);
+
+if (chaosSeconds > 0) {
+  const chaos = await benchChaos({ seed: chaosSeed, durationMs: chaosSeconds * 1000 });
+  const { actions, failovers, ...chaosSummary } = chaos;
+  const counts = { actions: actions.length, failovers: failovers.length };
+  process.stdout.write(`${JSON.stringify({ chaos: { ...chaosSummary, ...counts } }, null, 2)}\n`);
+  process.stdout.write(`saved ${saveResult('chaos', chaos)}\n`);
+}
+
+const seedsStarted = performance.now();
+const seedCount = 200;
+for (let seed = 1; seed <= seedCount; seed++) await runSeed({ seed, mix: 'swarm' });
+const seedsPerSecond = seedCount / ((performance.now() - seedsStarted) / 1000);
+const scale = benchScale({ nodes: 1000, sites: 3, workloads: 5000 });
+const simScale = await benchSimScale({
+  nodes: Number(values['sim-nodes']),
+  workloads: Number(values['sim-workloads']),
+});
+const simulation = {
+  seedsPerSecondOneCore: Math.round(seedsPerSecond * 10) / 10,
+  decisions: scale,
+  siteLoss: simScale,
+};
+process.stdout.write(`${JSON.stringify({ simulation }, null, 2)}\n`);
+process.stdout.write(`saved ${saveResult('simulation', simulation)}\n`);

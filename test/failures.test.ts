@@ -125,6 +125,24 @@ describe('agent restart (SIGKILL of the agent process alone)', () => {
       name: node,
       role: node.startsWith('spare') ? 'spare' : 'production',
     });
+    const pid = before.instance!.pid!;
+    const seq = (await demo.cluster.events()).at(-1)!.seq;
+    // The new agent has joined (startAgent waits for its own pid). Watch for longer than its
+    // re-attach and first probes take: the original process must live on, untouched.
+    const observeUntil = Date.now() + 3_000;
+    while (Date.now() < observeUntil) {
+      assert.doesNotThrow(() => process.kill(pid, 0), 'the original instance is still alive');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const later = (await demo.cluster.events()).filter(
+      (e) => e.seq > seq && e.subject.name === `kv/${node}`,
+    );
+    assert.ok(
+      !later.some((e) =>
+        ['instance.stopped', 'instance.stopping', 'instance.restarting'].includes(e.kind),
+      ),
+      JSON.stringify(later),
+    );
     const after = await activeOn(demo.cluster, () => true, 'kv to be active');
     assert.equal(after.node, node);
     assert.equal(after.epoch, before.epoch);

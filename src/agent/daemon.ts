@@ -1,6 +1,6 @@
 // The agent daemon: joins the controller with a token, reports inventory and usage, runs its
 // instances through the process driver, and writes its PID where `continuum up` and tests find it.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -62,9 +62,8 @@ function fileHost(dataDir: string, address: string): AgentHost {
       const runDir = join(dataDir, 'run', workload);
       mkdirSync(cwd, { recursive: true });
       mkdirSync(join(runDir, 'logs'), { recursive: true });
-      // Leftovers of the previous incarnation; logs are kept and appended to.
-      for (const name of ['exit.json', 'shim.json', 'shim.sock'])
-        rmSync(join(runDir, name), { force: true });
+      // Nothing is removed here: prepare also runs when re-attaching, and the supervisor's socket
+      // must survive it. The driver clears a previous incarnation's files when it starts anew.
       return Promise.resolve({ runDir, cwd });
     },
     async allocatePorts(spec) {

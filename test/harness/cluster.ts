@@ -139,11 +139,12 @@ export class TestCluster {
       ],
       join(dir, 'agent.log'),
     );
-    await waitFor(
-      `node ${agent.name} to be up`,
-      15_000,
-      async () => (await this.node(agent.name))?.state === 'up',
-    );
+    // Up, and joined by this agent process (not still "up" from an agent that was just killed).
+    const pid = this.pidOf(agent.name);
+    await waitFor(`node ${agent.name} to be up with agent ${pid}`, 15_000, async () => {
+      const node = await this.node(agent.name);
+      return node?.state === 'up' && node.connected === true && node.inventory?.agentPid === pid;
+    });
   }
 
   async startRedirector(): Promise<void> {
@@ -201,11 +202,8 @@ export class TestCluster {
     return { status: response.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
   }
 
-  async node(name: string): Promise<{ state: string; name: string } | undefined> {
-    const { status, body } = await this.api<{ state: string; name: string }>(
-      'GET',
-      `/v1/nodes/${name}`,
-    );
+  async node(name: string): Promise<NodeInfo | undefined> {
+    const { status, body } = await this.api<NodeInfo>('GET', `/v1/nodes/${name}`);
     return status === 200 ? body : undefined;
   }
 
@@ -258,6 +256,13 @@ export class TestCluster {
     });
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+export interface NodeInfo {
+  name: string;
+  state: string;
+  connected?: boolean;
+  inventory?: { agentPid: number };
 }
 
 export interface WorkloadInfo {

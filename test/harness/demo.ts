@@ -1,7 +1,16 @@
 // The standard test topology: a controller, node-1 and node-2 (production), spare-1 (spare), the
-// redirector, and the demo key-value service protected by an HTTP health probe.
+// redirector, and the demo key-value service protected by an HTTP health probe; and a client that
+// keeps sending requests through its endpoint.
+import { request as httpRequest } from 'node:http';
 import { demoNodes, demoSpec } from '../../src/cli/demo-spec.js';
-import { demoServicePath, freePort, TestCluster, waitFor, type WorkloadInfo } from './cluster.js';
+import {
+  demoServicePath,
+  freePort,
+  TestCluster,
+  waitFor,
+  type AgentSpec,
+  type WorkloadInfo,
+} from './cluster.js';
 
 export interface Demo {
   cluster: TestCluster;
@@ -16,6 +25,8 @@ export interface DemoOptions {
     backoffInitialMs: number;
     backoffMaxMs: number;
   };
+  /** Replaces the demo's nodes (the chaos run uses four); each gets the demo's node capacity. */
+  nodes?: AgentSpec[];
 }
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
@@ -28,9 +39,14 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       for (const w of spec.workloads ?? [])
         w.availability = { ...w.availability, restart: options.restart };
     }
+    const nodes = options.nodes ?? demoNodes;
+    if (options.nodes !== undefined) {
+      const template = spec.nodes![0]!;
+      spec.nodes = options.nodes.map((n) => ({ ...template, name: n.name, role: n.role }));
+    }
     const applied = await cluster.api('POST', '/v1/apply', spec);
     if (applied.status !== 200) throw new Error(`apply failed: ${JSON.stringify(applied.body)}`);
-    for (const node of demoNodes) await cluster.startAgent(node);
+    for (const node of nodes) await cluster.startAgent(node);
     await cluster.startRedirector();
     const endpoint = `http://127.0.0.1:${endpointPort}`;
     await waitFor(
@@ -74,4 +90,93 @@ export async function activeOn(
     const w = await cluster.workload('kv');
     return w.phase === 'active' && predicate(w) ? w : undefined;
   });
+}
+
+export interface EndpointClientLimits {
+  requestTimeoutMs: number;
+  /** Pause between requests, so the client does not starve the cluster of CPU. */
+  pauseMs: number;
+  requestsMax: number;
+  /** The loop ends by itself after this long even if nobody stops it. */
+  runMs: number;
+}
+
+/**
+ * A client that sends sequential requests through the endpoint, each on a new connection (so each
+ * goes through the redirector's routing): mostly GET /health, now and then a PUT or a GET of a key.
+ */
+export class EndpointClient {
+  private requests = 0;
+  private succeeded = 0;
+  private keyReadsMissing = 0;
+  private longestOutageMs = 0;
+  private lastSuccessAt = Date.now();
+  private stopped = false;
+  private done: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly endpoint: string,
+    private readonly random: () => number,
+    private readonly limits: EndpointClientLimits,
+  ) {}
+
+  start(): void {
+    this.lastSuccessAt = Date.now();
+    this.done = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+
+  counts() {
+    const { requests, succeeded, keyReadsMissing, longestOutageMs } = this;
+    const successShare = requests === 0 ? 0 : succeeded / requests;
+    return { requests, succeeded, successShare, longestOutageMs, keyReadsMissing };
+  }
+
+  private async loop(): Promise<void> {
+    const endAt = Date.now() + this.limits.runMs;
+    let written: string | undefined;
+    while (!this.stopped && this.requests < this.limits.requestsMax && Date.now() < endAt) {
+      const draw = this.random();
+      let ok: boolean;
+      if (draw < 0.05) {
+        const key = `chaos-${this.requests}`;
+        ok = (await this.send('PUT', `/kv/${key}`, key)) === 204;
+        if (ok) written = key;
+      } else if (draw < 0.1 && written !== undefined) {
+        const status = await this.send('GET', `/kv/${written}`);
+        // A missing key is the service answering; the demo keeps its data on its node.
+        if (status === 404) this.keyReadsMissing++;
+        ok = status === 200 || status === 404;
+      } else ok = (await this.send('GET', '/health')) === 200;
+      this.requests++;
+      // A request the redirector held through a failover counts in the gap until it succeeded.
+      this.longestOutageMs = Math.max(this.longestOutageMs, Date.now() - this.lastSuccessAt);
+      if (ok) {
+        this.succeeded++;
+        this.lastSuccessAt = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, this.limits.pauseMs));
+    }
+  }
+
+  /** The response status, or 0 if the request failed or timed out. */
+  private send(method: string, path: string, body?: string): Promise<number> {
+    return new Promise((resolve) => {
+      const request = httpRequest(
+        `${this.endpoint}${path}`,
+        { method, agent: false, signal: AbortSignal.timeout(this.limits.requestTimeoutMs) },
+        (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? 0));
+          response.on('error', () => resolve(0));
+        },
+      );
+      request.on('error', () => resolve(0));
+      request.end(body);
+    });
+  }
 }
