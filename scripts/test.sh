@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. util-linux gives setpriv (parent-death signal for workloads).
-apt_packages=(util-linux procps iproute2)
+# Storage: NBD clients and peers (libnbd-bin: nbdinfo, nbdcopy; nbdfuse), qemu-utils (qemu-img, qemu-io,
+# qemu-nbd), nbdkit, fio (nbd engine), e2fsprogs (mkfs.ext4, e2fsck), fuse3 and fuse2fs for unprivileged mounts.
+apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -20,7 +20,7 @@ import { decide } from './failover/decide.js';
 import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
-import { assignmentsFor, epochsByNode, routesOf } from './views.js';
+import { assignmentsByNode, epochsByNode, routesOf } from './views.js';
 
 export interface ControllerOptions {
   store: StateStore;
@@ -182,11 +182,12 @@ export class Controller {
       return;
     this.published = { state, sessionsVersion: this.sessions.version };
     const epochs = epochsByNode(state);
+    const sets = assignmentsByNode(state);
     for (const node of this.sessions.connectedNodes()) {
       this.sessions.sendAssignments(node, {
         type: 'assignments',
         revision: state.revision,
-        assignments: assignmentsFor(node, state),
+        assignments: sets.get(node) ?? [],
         epochs: epochs.get(node) ?? {},
       });
     }

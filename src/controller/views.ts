@@ -13,42 +13,51 @@ import type { Assignment } from '../core/protocol.js';
 /** Planned moves wait for the old instance to stop first; a lost node's instance is not waited for. */
 const handoffKinds = new Set(['switchover', 'eviction', 'preemption']);
 
-function instanceOf(
-  instances: readonly InstanceRecord[],
-  workload: string,
-  node: string,
-): InstanceRecord | undefined {
-  return instances.find((i) => i.workload === workload && i.node === node);
+type ViewState = {
+  nodes: readonly NodeRecord[];
+  workloads: readonly WorkloadRecord[];
+  instances: readonly InstanceRecord[];
+};
+
+/** Instance records by workload: views ask per workload, and scanning all of them each time was quadratic. */
+function instancesByWorkload(instances: readonly InstanceRecord[]): Map<string, InstanceRecord[]> {
+  const index = new Map<string, InstanceRecord[]>();
+  for (const i of instances) {
+    const list = index.get(i.workload);
+    if (list === undefined) index.set(i.workload, [i]);
+    else list.push(i);
+  }
+  return index;
 }
 
 function waitsForHandoff(
   w: WorkloadRecord,
-  nodes: readonly NodeRecord[],
   instances: readonly InstanceRecord[],
+  liveness: ReadonlyMap<string, NodeRecord['liveness']>,
 ): boolean {
   if (w.transition === undefined || !handoffKinds.has(w.transition.kind)) return false;
-  const current = instanceOf(instances, w.name, w.node ?? '');
+  const current = instances.find((i) => i.node === w.node);
   if (current !== undefined && current.epoch === w.epoch) return false;
   return instances.some((i) => {
-    if (i.workload !== w.name || i.epoch >= w.epoch || i.state === 'stopped') return false;
-    const holder = nodes.find((n) => n.name === i.node);
-    return holder !== undefined && holder.liveness !== 'down';
+    if (i.epoch >= w.epoch || i.state === 'stopped') return false;
+    const holder = liveness.get(i.node);
+    return holder !== undefined && holder !== 'down';
   });
 }
 
-/** The full set of instances `node` must run (anything else it runs must stop). */
-export function assignmentsFor(
-  node: string,
-  state: {
-    nodes: readonly NodeRecord[];
-    workloads: readonly WorkloadRecord[];
-    instances: readonly InstanceRecord[];
-  },
-): Assignment[] {
-  return state.workloads
-    .filter((w) => w.node === node && !waitsForHandoff(w, state.nodes, state.instances))
-    .map((w) => ({ workload: w.name, epoch: w.epoch, spec: w.spec, restartNonce: w.restartNonce }))
-    .sort((a, b) => a.workload.localeCompare(b.workload));
+/** The full set of instances each node must run (anything else it runs must stop), in one pass. */
+export function assignmentsByNode(state: ViewState): Map<string, Assignment[]> {
+  const byWorkload = instancesByWorkload(state.instances);
+  const liveness = new Map(state.nodes.map((n) => [n.name, n.liveness]));
+  const sets = new Map<string, Assignment[]>();
+  for (const w of state.workloads) {
+    if (w.node === null || waitsForHandoff(w, byWorkload.get(w.name) ?? [], liveness)) continue;
+    const set = sets.get(w.node) ?? [];
+    set.push({ workload: w.name, epoch: w.epoch, spec: w.spec, restartNonce: w.restartNonce });
+    sets.set(w.node, set);
+  }
+  for (const set of sets.values()) set.sort((a, b) => a.workload.localeCompare(b.workload));
+  return sets;
 }
 
 /**
@@ -74,15 +83,13 @@ export function epochsByNode(state: {
 }
 
 /** Routes only to a healthy instance of the current epoch (ARCHITECTURE.md section 3, rule 5). */
-export function routesOf(state: {
-  nodes: readonly NodeRecord[];
-  workloads: readonly WorkloadRecord[];
-  instances: readonly InstanceRecord[];
-}): Route[] {
+export function routesOf(state: ViewState): Route[] {
   const routes: Route[] = [];
+  const byWorkload = instancesByWorkload(state.instances);
+  const nodes = new Map(state.nodes.map((n) => [n.name, n]));
   for (const w of state.workloads) {
-    const owner = w.node === null ? undefined : state.nodes.find((n) => n.name === w.node);
-    const instance = w.node === null ? undefined : instanceOf(state.instances, w.name, w.node);
+    const owner = w.node === null ? undefined : nodes.get(w.node);
+    const instance = byWorkload.get(w.name)?.find((i) => i.node === w.node);
     const live = owner !== undefined && owner.liveness !== 'down';
     const serving =
       live && instance !== undefined && instance.epoch === w.epoch && instance.state === 'healthy';
@@ -111,7 +118,7 @@ export function workloadPhase(
   instances: readonly InstanceRecord[],
 ): WorkloadPhase {
   if (w.node === null) return 'pending';
-  const instance = instanceOf(instances, w.name, w.node);
+  const instance = instances.find((i) => i.workload === w.name && i.node === w.node);
   if (instance === undefined || instance.epoch !== w.epoch) {
     return w.transition !== undefined && w.transition.fromNode !== null ? 'moving' : 'starting';
   }

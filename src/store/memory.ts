@@ -30,7 +30,7 @@ import {
   validateFromRevision,
   validateLeaseTtl,
 } from './store-support.js';
-import { copyJson, planTxn, type StoreView } from './txn-plan.js';
+import { planTxn, type StoreView } from './txn-plan.js';
 import { WatchHub } from './watch-hub.js';
 
 export interface MemoryStoreOptions {
@@ -52,6 +52,8 @@ export class MemoryStore implements StateStore {
   private readonly journalEventsMax: number;
   private readonly historyRevisionsMax: number;
   private readonly entries = new Map<string, StoreEntry>();
+  /** Every key in key order, rebuilt only when a key appears or goes (range is the hot read). */
+  private sortedKeys: string[] | undefined;
   /** Oldest first; seqs are consecutive, so an index is seq - journal[0].seq. */
   private readonly journal: JournalEvent[] = [];
   private readonly history: WatchBatch[] = [];
@@ -83,14 +85,15 @@ export class MemoryStore implements StateStore {
   async get<T>(key: string): Promise<StoreEntry<T> | undefined> {
     this.assertOpen();
     const entry = this.entries.get(key);
-    return entry === undefined ? undefined : (copyJson(entry) as StoreEntry<T>);
+    // Committed entries are deeply frozen (txn-plan.ts), so they are shared, not copied.
+    return entry as StoreEntry<T> | undefined;
   }
 
   async range<T>(prefix: string): Promise<{ entries: StoreEntry<T>[]; revision: number }> {
     this.assertOpen();
-    const keys = [...this.entries.keys()].filter((key) => key.startsWith(prefix));
-    keys.sort(compareKeys);
-    const entries = keys.map((key) => copyJson(this.entries.get(key)) as StoreEntry<T>);
+    this.sortedKeys ??= [...this.entries.keys()].sort(compareKeys);
+    const keys = this.sortedKeys.filter((key) => key.startsWith(prefix));
+    const entries = keys.map((key) => this.entries.get(key) as StoreEntry<T>);
     return { entries, revision: this.revision };
   }
 
@@ -128,7 +131,7 @@ export class MemoryStore implements StateStore {
     const page: JournalEvent[] = [];
     for (let index = start; index < this.journal.length && page.length < limit; index += 1) {
       const event = this.journal[index]!;
-      if (eventMatches(event, query)) page.push(copyJson(event));
+      if (eventMatches(event, query)) page.push(event);
     }
     return page;
   }
@@ -173,8 +176,12 @@ export class MemoryStore implements StateStore {
     const batch = plan.batch;
     if (batch === undefined) return { ok: true, revision: plan.revision, events: [] };
     for (const change of batch.changes) {
-      if (change.type === 'put') this.entries.set(change.entry.key, change.entry);
-      else this.entries.delete(change.key);
+      if (change.type === 'put') {
+        if (!this.entries.has(change.entry.key)) this.sortedKeys = undefined;
+        this.entries.set(change.entry.key, change.entry);
+      } else if (this.entries.delete(change.key)) {
+        this.sortedKeys = undefined;
+      }
     }
     this.journal.push(...batch.events);
     this.journal.splice(0, Math.max(0, this.journal.length - this.journalEventsMax));
@@ -187,7 +194,7 @@ export class MemoryStore implements StateStore {
     this.revision = batch.revision;
     this.seq += batch.events.length;
     this.hub.publish(batch);
-    return { ok: true, revision: batch.revision, events: copyJson(batch.events) };
+    return { ok: true, revision: batch.revision, events: batch.events };
   }
 
   private view(): StoreView {

@@ -35,22 +35,21 @@ export function planTxn(request: TxnRequest, view: StoreView): TxnPlan {
     const existing = view.entry(put.key);
     const entry: StoreEntry = {
       key: put.key,
-      value: copyJson(put.value, `value of key ${JSON.stringify(put.key)}`),
+      value: frozenCopy(put.value, `value of key ${JSON.stringify(put.key)}`),
       modRevision: revision,
       createRevision: existing?.createRevision ?? revision,
       version: (existing?.version ?? 0) + 1,
     };
     if (put.lease !== undefined) entry.lease = put.lease;
-    changes.push({ type: 'put', entry });
+    changes.push(Object.freeze({ type: 'put', entry: Object.freeze(entry) }));
   }
   // Deleting a key that does not exist is not a change, as in etcd: no revision, no feed entry.
   for (const key of deletes) {
     if (view.entry(key) !== undefined) changes.push({ type: 'delete', key, revision });
   }
-  const journal: JournalEvent[] = events.map((event, index) => ({
-    ...copyJson(event, `event ${index}`),
-    seq: view.seq + 1 + index,
-  }));
+  const journal: JournalEvent[] = events.map((event, index) =>
+    deepFreeze({ ...copyJson(event, `event ${index}`), seq: view.seq + 1 + index }),
+  );
   if (changes.length === 0 && journal.length === 0) {
     return { ok: true, revision: view.revision, batch: undefined };
   }
@@ -130,4 +129,20 @@ export function jsonText(value: unknown, where: string): string {
 /** A deep copy through JSON, so callers never share objects with the store. */
 export function copyJson<T>(value: T, where = 'value'): T {
   return JSON.parse(jsonText(value, where)) as T;
+}
+
+/**
+ * A deep copy that nobody can change. Stores hand out committed values without copying them again
+ * (a controller re-reads thousands of records after every change); freezing makes sharing safe.
+ */
+export function frozenCopy<T>(value: T, where = 'value'): T {
+  return deepFreeze(copyJson(value, where));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }

@@ -3,7 +3,6 @@
 // deep copy, in a microtask. Microtasks run first in, first out, so a watcher sees batches in
 // revision order and a replay queued at subscribe time comes before anything committed later.
 import type { Change, WatchBatch, WatchHandle } from './port.js';
-import { copyJson } from './txn-plan.js';
 
 interface Watcher {
   prefix: string;
@@ -44,7 +43,8 @@ export class WatchHub {
   private offer(watcher: Watcher, batch: WatchBatch): void {
     const changes = batch.changes.filter((change) => changeKey(change).startsWith(watcher.prefix));
     if (changes.length === 0 && batch.events.length === 0) return;
-    const delivered = copyJson({ revision: batch.revision, changes, events: batch.events });
+    // Changes and events are deeply frozen at commit (txn-plan.ts): safe to share with listeners.
+    const delivered = { revision: batch.revision, changes, events: batch.events };
     queueMicrotask(() => {
       if (watcher.active) watcher.listener(delivered);
     });
