@@ -116,6 +116,12 @@ async function main(): Promise<void> {
           if (message.summary !== undefined) resolve(message.summary);
         });
         worker.on('error', reject);
+        // A worker that dies without its summary (an exception, a signal) fails the whole run.
+        worker.on('exit', (code, signal) =>
+          reject(
+            new Error(`sim worker ${i} ended (code ${code}, signal ${signal}) before its summary`),
+          ),
+        );
       });
     }),
   );

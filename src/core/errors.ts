@@ -25,6 +25,16 @@ export const errorCatalog = {
   CONTINUUM_ERR_INTERNAL: { status: 500, retryable: false },
   CONTINUUM_ERR_CONFIG: { status: 400, retryable: false },
   CONTINUUM_ERR_DRIVER: { status: 500, retryable: true },
+  // Volume attach (src/storage/attach, docs/volume-attach.md).
+  CONTINUUM_ERR_ATTACH_INVALID: { status: 400, retryable: false },
+  CONTINUUM_ERR_ATTACH_UNSUPPORTED: { status: 501, retryable: false },
+  CONTINUUM_ERR_ATTACH_IN_USE: { status: 409, retryable: false },
+  CONTINUUM_ERR_ATTACH_FOREIGN_DATA: { status: 409, retryable: false },
+  CONTINUUM_ERR_ATTACH_TOOL_MISSING: { status: 500, retryable: false },
+  CONTINUUM_ERR_ATTACH_COMMAND_FAILED: { status: 500, retryable: true },
+  CONTINUUM_ERR_ATTACH_TIMEOUT: { status: 504, retryable: true },
+  CONTINUUM_ERR_ATTACH_BUSY: { status: 409, retryable: true },
+  CONTINUUM_ERR_ATTACH_HANDLE_INVALID: { status: 500, retryable: false },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof errorCatalog;
