@@ -116,20 +116,26 @@ export function workloadsOn(
   return without.size === 0 ? placed.slice() : placed.filter((w) => !without.has(w.name));
 }
 
-/** Capacity minus what the placed workloads (other than those in `without`) ask for. */
+/**
+ * Capacity minus what the placed workloads (other than those in `without`) ask for. Placement asks
+ * this for every node and every displaced workload, so it builds one object and no lists.
+ */
 export function freeOn(
   snapshot: SchedulerSnapshot,
   node: SchedulerNode,
   without: ReadonlySet<string>,
 ): Amount {
   const index = indexOf(snapshot.workloads);
-  let free = subtract(
-    capacityOf(node),
-    index.usedByNode.get(node.name) ?? { milliCpu: 0, memoryMiB: 0 },
-  );
-  for (const name of without) {
-    const leaving = index.byNode.get(node.name)?.find((w) => w.name === name);
-    if (leaving !== undefined) free = add(free, demandOf(leaving));
+  const used = index.usedByNode.get(node.name);
+  const free: Amount = {
+    milliCpu: toMilliCpu(node.capacity.cpu) - (used?.milliCpu ?? 0),
+    memoryMiB: node.capacity.memoryMiB - (used?.memoryMiB ?? 0),
+  };
+  if (without.size === 0 || used === undefined) return free;
+  for (const leaving of index.byNode.get(node.name) ?? []) {
+    if (!without.has(leaving.name)) continue;
+    free.milliCpu += toMilliCpu(leaving.spec.resources.cpu);
+    free.memoryMiB += leaving.spec.resources.memoryMiB;
   }
   return free;
 }
