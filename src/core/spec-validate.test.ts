@@ -135,6 +135,38 @@ const w1 = 'workloads[1]';
 
 const malformed: MalformedCase[] = [
   {
+    name: 'a volume with a relative mount path and a size of zero',
+    mutate: (s) =>
+      (s.workloads[0].volumes = [{ name: 'data', node: 'n1', sizeMiB: 0, mountPath: 'srv/data' }]),
+    expected: [
+      [`${w0}.volumes[0].sizeMiB`, /expected a size in MiB between 1 and/],
+      [`${w0}.volumes[0].mountPath`, /expected an absolute directory path/],
+    ],
+  },
+  {
+    name: 'a volume on an undeclared node, and two volumes on different nodes',
+    mutate: (s) =>
+      (s.workloads[0].volumes = [
+        { name: 'data', node: 'n9', sizeMiB: 64, mountPath: '/srv/data' },
+        { name: 'logs', node: 'n1', sizeMiB: 64, mountPath: '/srv/logs' },
+        { name: 'more', node: 'n2', sizeMiB: 64, mountPath: '/srv/logs' },
+      ]),
+    expected: [
+      [`${w0}.volumes[2].mountPath`, /duplicate mount path "\/srv\/logs"/],
+      [`${w0}.volumes[0].node`, /expected a declared node, got "n9"/],
+      [`${w0}.volumes[2].node`, /a volume without replicas pins its workload to its node/],
+    ],
+  },
+  {
+    name: 'one volume mounted by two workloads',
+    mutate: (s) => {
+      const volume = { name: 'data', node: 'n1', sizeMiB: 64, mountPath: '/srv/data' };
+      s.workloads[0].volumes = [volume];
+      s.workloads[1].volumes = [volume];
+    },
+    expected: [[`${w1}.volumes[0].name`, /duplicate volume \(node\/name\) "n1\/data"/]],
+  },
+  {
     name: 'a string for a port',
     mutate: (s) => (s.workloads[0].endpoints[0].port = '8080'),
     expected: [[`${w0}.endpoints[0].port`, /expected a TCP port number, got "8080"/]],

@@ -171,6 +171,13 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
   const ports: { host: string; port: number; path: string }[] = (context.endpoints ?? [])
     .filter((e) => !redefined.has(e.workload))
     .map((e) => ({ host: e.host, port: e.port, path: `workload ${e.workload}` }));
+  problems.push(
+    ...duplicates(
+      spec.workloads.flatMap((w) => w.volumes.map((v) => `${v.node}/${v.name}`)),
+      (i) => volumePath(spec, i),
+      'volume (node/name)',
+    ),
+  );
   spec.workloads.forEach((workload, i) => {
     problems.push(
       ...checkWorkload(workload, `workloads[${i}]`, {
@@ -264,7 +271,54 @@ function checkWorkload(workload: WorkloadSpec, at: string, ctx: WorkloadContext)
       });
     }
   });
+  problems.push(...checkVolumes(workload, at, ctx.nodes));
   problems.push(...checkFeasible(workload, at, ctx.nodes));
+  return problems;
+}
+
+/** The path of the i-th volume counted across all workloads of the spec. */
+function volumePath(spec: ClusterSpec, index: number): string {
+  let left = index;
+  for (const [i, w] of spec.workloads.entries()) {
+    if (left < w.volumes.length) return `workloads[${i}].volumes[${left}].name`;
+    left -= w.volumes.length;
+  }
+  return 'workloads';
+}
+
+/** A volume without replicas pins its workload to the node that holds it. */
+function checkVolumes(
+  workload: WorkloadSpec,
+  at: string,
+  nodes: WorkloadContext['nodes'],
+): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  if (workload.volumes.length > 0 && workload.driver !== 'process') {
+    problems.push({ path: `${at}.volumes`, message: 'expected volumes only on driver "process"' });
+  }
+  problems.push(
+    ...duplicates(
+      workload.volumes.map((v) => v.mountPath),
+      (i) => `${at}.volumes[${i}].mountPath`,
+      'mount path',
+    ),
+  );
+  const known = (node: string) => nodes.length === 0 || nodes.some((n) => n.name === node);
+  // The other volumes are compared with the first one on a real node, so one typo is one problem.
+  const first = workload.volumes.find((v) => known(v.node));
+  workload.volumes.forEach((volume, i) => {
+    if (!known(volume.node)) {
+      problems.push({
+        path: `${at}.volumes[${i}].node`,
+        message: `expected a declared node, got "${volume.node}"`,
+      });
+    } else if (first !== undefined && volume.node !== first.node) {
+      problems.push({
+        path: `${at}.volumes[${i}].node`,
+        message: `expected the node of the workload's other volumes ("${first.node}"): a volume without replicas pins its workload to its node`,
+      });
+    }
+  });
   return problems;
 }
 

@@ -181,6 +181,26 @@ export const processSpecSchema = z.strictObject({
   stopGraceMs: durationMs('a stop grace period', 600_000).default(5_000),
 });
 
+/** The largest volume a spec may ask for: 16 TiB, in MiB. */
+export const volumeSizeMiBMax = 16 * 1024 * 1024;
+
+/**
+ * A block volume mounted into a `process` instance. Until replicated volumes land, a volume lives
+ * on one node, and the workload can run only there: it restarts in place but cannot fail over.
+ */
+export const volumeMountSpecSchema = z.strictObject({
+  name: nameSchema,
+  node: nameSchema,
+  sizeMiB: wholeNumber('a size in MiB', 1, volumeSizeMiBMax),
+  mountPath: z
+    .string({ error: 'expected an absolute directory path' })
+    .regex(/^\/(?:[^\0]*[^/\0])?$/, {
+      error: 'expected an absolute directory path (starting with "/", no trailing "/")',
+    })
+    .max(4096, { error: 'expected a path of at most 4096 characters' }),
+  fileSystem: z.literal('ext4', { error: 'expected "ext4"' }).default('ext4'),
+});
+
 export const workloadSpecSchema = z.strictObject({
   name: nameSchema,
   driver: z.enum(['process', 'vm'], { error: 'expected driver "process" (or "vm", reserved)' }),
@@ -188,6 +208,7 @@ export const workloadSpecSchema = z.strictObject({
   resources: resourcesSchema.default({ cpu: 0, memoryMiB: 0 }),
   endpoints: listOf(endpointSpecSchema, 'endpoints').default([]),
   probes: listOf(probeSpecSchema, 'probes').default([]),
+  volumes: listOf(volumeMountSpecSchema, 'volumes').default([]),
   availability: availabilitySchema,
 });
 

@@ -169,4 +169,32 @@ describe('scenarios', () => {
     assert.equal(movesSince(w, seq), 0);
     assert.deepEqual(checkConverged(w).problems, []);
   });
+
+  it('crash the node holding a volume without replicas: its workload waits (never starts empty elsewhere), then restarts there', async () => {
+    const kv = {
+      ...workload('kv', 8080),
+      volumes: [{ name: 'data', node: 'node-2', sizeMiB: 64, mountPath: '/srv/data' }],
+    };
+    const w = await cluster([kv]);
+    assert.equal(owner(w), 'node-2');
+    w.nodes.get('node-2')!.crash();
+    await w.run(5_000, () => checkSafety(w));
+    assert.ok(
+      w.table.live().every((p) => p.workload !== 'kv'),
+      'no instance of kv runs anywhere while its volume node is down',
+    );
+    assert.ok(
+      w.events.some(
+        (e) =>
+          e.subject.name === 'kv' &&
+          /volumes live on node node-2|holds its volumes/.test(e.message),
+      ),
+      'the journal says why kv waits',
+    );
+    await w.nodes.get('node-2')!.boot();
+    await w.run(6_000, () => checkSafety(w));
+    assert.equal(owner(w), 'node-2');
+    assert.deepEqual(checkConverged(w).problems, []);
+    assert.deepEqual(w.violations, []);
+  });
 });

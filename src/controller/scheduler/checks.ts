@@ -34,6 +34,7 @@ export type Rejection =
   | { kind: 'unschedulable' }
   | { kind: 'excluded' }
   | { kind: 'current' }
+  | { kind: 'volume'; node: string }
   | { kind: 'labels'; missing: string[] }
   | { kind: 'site' }
   | { kind: 'antiAffinity'; workloads: string[] }
@@ -68,6 +69,10 @@ export function checkConstraints(
   if (context.exclude.has(node.name)) return { kind: 'excluded' };
   // Failover and switchover move the workload away; its current node is the one being left.
   if (request.purpose !== 'initial' && workload.node === node.name) return { kind: 'current' };
+  // A volume without replicas lives on one node: the workload can run nowhere else.
+  const volumeNode = workload.spec.volumes[0]?.node;
+  if (volumeNode !== undefined && volumeNode !== node.name)
+    return { kind: 'volume', node: volumeNode };
   const missing = Object.entries(placement.labels)
     .filter(([key, value]) => node.labels[key] !== value)
     .map(([key, value]) => `${key}=${value}`);

@@ -17,6 +17,7 @@ const kindOrder: Rejection['kind'][] = [
   'unschedulable',
   'excluded',
   'current',
+  'volume',
   'labels',
   'site',
   'antiAffinity',
@@ -39,6 +40,8 @@ function describeKind(context: PlacementContext, kind: Rejection['kind']): strin
       return 'excluded by the request';
     case 'current':
       return 'its current node, which it is leaving';
+    case 'volume':
+      return `not ${context.workload.spec.volumes[0]?.node ?? 'its volume node'}, which holds its volumes (a volume without replicas stays on its node)`;
     case 'labels':
       return `without labels ${formatLabels(placement.labels)}`;
     case 'site':
@@ -101,6 +104,8 @@ export function explainNode(context: PlacementContext, rejected: RejectedNode): 
       return `${head}: it is excluded by the request`;
     case 'current':
       return `${head}: it is the workload's current node`;
+    case 'volume':
+      return `${head}: its volumes live on node ${rejection.node} and have no replicas`;
   }
 }
 
