@@ -2,7 +2,9 @@
 // stop everything else), refuses epochs older than it has seen, re-attaches to its instances after
 // a restart, and reports instance status. The session adapter (session.ts) carries its messages.
 import type { InstanceStatus } from '../core/model.js';
+import { isContinuumError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
+import type { VolumeRequest, VolumeService } from '../core/volumes.js';
 import type { AgentMessage, Assignment, ControllerMessage } from '../core/protocol.js';
 import type { AgentState } from './agent-state.js';
 import type { Driver, InstanceHandle } from './drivers/driver.js';
@@ -40,6 +42,8 @@ export interface AgentCoreOptions {
    * broken build turns them off, to prove that its checkers catch the result.
    */
   checkEpochs?: boolean;
+  /** This node's volumes; an agent without them answers every volume request with an error. */
+  volumes?: VolumeService;
   send(message: AgentMessage): void;
 }
 
@@ -110,10 +114,46 @@ export class AgentCore {
         .catch((err: unknown) =>
           this.options.logger.log('error', 'applying assignments failed', { error: String(err) }),
         );
+    } else if (message.type === 'volume-request') {
+      void this.volumeRequest(message.id, message.request);
     } else {
       this.options.logger.log('warn', 'controller reported an error', {
         code: message.code,
         message: message.message,
+      });
+    }
+  }
+
+  /** Runs a volume operation on this node's engine and answers it; every failure is an answer. */
+  private async volumeRequest(id: number, request: VolumeRequest): Promise<void> {
+    const service = this.options.volumes;
+    if (service === undefined) {
+      this.options.send({
+        type: 'volume-reply',
+        id,
+        ok: false,
+        code: 'CONTINUUM_ERR_UNAVAILABLE',
+        message: 'this agent serves no volumes',
+      });
+      return;
+    }
+    try {
+      const result = await service.execute(request);
+      this.options.send({ type: 'volume-reply', id, ok: true, result });
+    } catch (error) {
+      const code = isContinuumError(error) ? error.code : 'CONTINUUM_ERR_INTERNAL';
+      const text = error instanceof Error ? error.message : String(error);
+      if (!isContinuumError(error))
+        this.options.logger.log('error', 'volume operation failed', {
+          op: request.op,
+          error: text,
+        });
+      this.options.send({
+        type: 'volume-reply',
+        id,
+        ok: false,
+        code,
+        message: text.slice(0, 4096),
       });
     }
   }

@@ -66,6 +66,14 @@ export class AgentSessions {
     return [...this.sessions.keys()];
   }
 
+  /** Sends a message to the node's current session; false when it has none. */
+  send(node: string, message: ControllerMessage): boolean {
+    const session = this.sessions.get(node);
+    if (session === undefined) return false;
+    session.channel.send(message);
+    return true;
+  }
+
   /** Sends the assignment set if it differs from the last one this session received. */
   sendAssignments(
     node: string,

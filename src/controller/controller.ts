@@ -21,6 +21,7 @@ import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 import { assignmentsByNode, epochsByNode, routesOf } from './views.js';
+import { VolumeRpc } from './volume-rpc.js';
 
 export interface ControllerOptions {
   store: StateStore;
@@ -53,10 +54,16 @@ export class Controller {
   /** What the last publish was computed from, so an unchanged pass sends nothing. */
   private published: { state?: ClusterState; sessionsVersion: number } = { sessionsVersion: -1 };
   private readonly watches: { cancel(): void }[] = [];
+  /** Volume operations forwarded to the agent of the node that holds the volume. */
+  readonly volumes: VolumeRpc;
 
   constructor(options: ControllerOptions) {
     this.store = options.store;
     this.clock = options.clock;
+    this.volumes = new VolumeRpc({
+      clock: options.clock,
+      send: (node, message) => this.sessions.send(node, message),
+    });
     this.config = options.config;
     this.logger = options.logger;
     this.controllerId = options.controllerId;
@@ -98,6 +105,7 @@ export class Controller {
     for (const watch of this.watches.splice(0)) watch.cancel();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.sessions.closeAll('controller stopping');
+    this.volumes.close();
     await this.queue.catch(() => undefined);
   }
 
@@ -238,6 +246,8 @@ export class Controller {
         );
       }
       await this.instanceReport(message.status, now);
+    } else if (message.type === 'volume-reply') {
+      this.volumes.reply(node, message);
     } else {
       await this.store.appendEvents([
         {
@@ -253,7 +263,10 @@ export class Controller {
   }
 
   agentDisconnected(channel: AgentChannel, node: string | undefined): void {
-    if (node !== undefined) this.sessions.detach(node, channel);
+    if (node === undefined) return;
+    const wasCurrent = this.sessions.isCurrent(node, channel);
+    this.sessions.detach(node, channel);
+    if (wasCurrent) this.volumes.nodeGone(node);
   }
 
   private async hello(channel: AgentChannel, hello: AgentHello, now: number): Promise<void> {

@@ -69,6 +69,11 @@ export class ContinuumError extends Error {
   }
 }
 
+/** Whether a code that crossed a wire (an agent's answer) is one of ours. */
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorCatalog, value);
+}
+
 export function isContinuumError(value: unknown): value is ContinuumError {
   return value instanceof ContinuumError;
 }

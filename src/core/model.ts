@@ -128,7 +128,7 @@ export interface InstanceRecord extends InstanceStatus {
 }
 
 export type EventSubjectKind =
-  'cluster' | 'node' | 'workload' | 'instance' | 'controller' | 'action';
+  'cluster' | 'node' | 'workload' | 'instance' | 'controller' | 'action' | 'volume';
 
 /** An event as a component proposes it; the store assigns `seq`. */
 export interface NewEvent {

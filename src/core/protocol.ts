@@ -2,6 +2,7 @@
 // malformed one closes that session with a logged reason.
 import { z } from 'zod';
 import { capacitySchema, nameSchema, nodeRoleSchema, workloadSpecSchema } from './spec.js';
+import { volumeRequestSchema, volumeResultSchema } from './volumes.js';
 
 export const agentProtocolVersion = 1;
 /** Largest session message accepted, in bytes. */
@@ -84,11 +85,31 @@ export const agentRejectSchema = z.object({
   message: z.string().max(4096),
 });
 
-export const agentMessageSchema = z.discriminatedUnion('type', [
-  agentHelloSchema,
-  agentHeartbeatSchema,
-  agentInstanceSchema,
-  agentRejectSchema,
+/** The answer to a volume-request, matched by id. */
+export const agentVolumeReplySchema = z.discriminatedUnion('ok', [
+  z.object({
+    type: z.literal('volume-reply'),
+    id: z.number().int().nonnegative(),
+    ok: z.literal(true),
+    result: volumeResultSchema,
+  }),
+  z.object({
+    type: z.literal('volume-reply'),
+    id: z.number().int().nonnegative(),
+    ok: z.literal(false),
+    code: z.string().max(64),
+    message: z.string().max(4096),
+  }),
+]);
+
+export const agentMessageSchema = z.union([
+  z.discriminatedUnion('type', [
+    agentHelloSchema,
+    agentHeartbeatSchema,
+    agentInstanceSchema,
+    agentRejectSchema,
+  ]),
+  agentVolumeReplySchema,
 ]);
 
 export const assignmentSchema = z.object({
@@ -118,10 +139,17 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     epochs: z.record(z.string(), z.number().int().nonnegative()),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  /** One operation on this node's volumes; the agent answers with a volume-reply of the same id. */
+  z.object({
+    type: z.literal('volume-request'),
+    id: z.number().int().nonnegative(),
+    request: volumeRequestSchema,
+  }),
 ]);
 
 export type AgentHello = z.infer<typeof agentHelloSchema>;
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
+export type AgentVolumeReply = z.infer<typeof agentVolumeReplySchema>;
 export type Assignment = z.infer<typeof assignmentSchema>;
 export type ControllerMessage = z.infer<typeof controllerMessageSchema>;

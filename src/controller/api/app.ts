@@ -18,6 +18,8 @@ import {
 import type { Controller } from '../controller.js';
 import { listFailovers, listInstances, listNodes, listWorkloads } from '../queries.js';
 import { tokenMatches } from './auth.js';
+import { actorOf, badRequest, jsonBody } from './request.js';
+import { mountVolumeRoutes } from './volume-routes.js';
 
 export interface ApiOptions {
   apiToken: string;
@@ -36,37 +38,6 @@ const eventsQuery = z.strictObject({
   subject: z.string().optional(),
   since: z.coerce.number().int().nonnegative().optional(),
 });
-
-function badRequest(where: string, error: z.ZodError): ContinuumError {
-  const problems = error.issues.map((i) => ({
-    path: [where, ...i.path].join('.'),
-    message: i.message.replace(/^Invalid input: /, ''),
-  }));
-  return new ContinuumError(
-    'CONTINUUM_ERR_BAD_REQUEST',
-    `invalid ${where}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
-    { details: { problems } },
-  );
-}
-
-async function jsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text();
-  let value: unknown = undefined;
-  if (text.trim() !== '') {
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new ContinuumError('CONTINUUM_ERR_BAD_REQUEST', 'invalid body: expected JSON');
-    }
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw badRequest('body', parsed.error);
-  return parsed.data;
-}
-
-function actorOf(c: Context): string {
-  return c.req.header('x-continuum-actor')?.slice(0, 64) || 'api';
-}
 
 export function createApi(controller: Controller, options: ApiOptions): Hono {
   const app = new Hono();
@@ -176,6 +147,7 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
     await setMaintenance(controller, c.req.param('name'), body.on, actorOf(c));
     return c.json({ node: c.req.param('name'), maintenance: body.on });
   });
+  mountVolumeRoutes(app, controller);
   app.get('/v1/events', async (c) => {
     const query = parseEventsQuery(c);
     return c.json({ items: await controller.store.readEvents(query) });
