@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { ApiError } from './client.js';
 import { addClientCommands } from './commands-client.js';
 import { addDaemonCommands } from './commands-daemons.js';
+import { addVolumeCommands } from './commands-volume.js';
 import { addUpCommand } from './up.js';
 import { ContinuumError } from '../core/errors.js';
 
@@ -13,6 +14,7 @@ const program = new Command('continuum')
 addUpCommand(program);
 addDaemonCommands(program);
 addClientCommands(program);
+addVolumeCommands(program);
 program.exitOverride();
 
 try {
