@@ -1,0 +1,110 @@
+// Positioned file I/O for the hot path, plus the atomic-replace idiom for small metadata files.
+// The callback forms of fs.read/fs.write/fs.fdatasync are wrapped by hand rather than using
+// FileHandle: measured with bench/engine.ts on the 2-vCPU test machine, 4 KiB random reads ran at
+// 39k/55k ops/s (QD1/QD32) against 34k/40k for FileHandle, writes within noise of each other. A
+// plain descriptor is also shared by every volume stacked on a layer without FileHandle's
+// close-on-GC warnings, and short reads and writes are handled here, in one place.
+import fs from 'node:fs';
+import path from 'node:path';
+
+export function openFile(filePath: string, flags: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.open(filePath, flags, 0o600, (error, fd) => (error ? reject(error) : resolve(fd)));
+  });
+}
+
+export function closeFile(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.close(fd, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+/**
+ * Reads exactly `length` bytes unless the file ends first; returns the bytes read. Positional
+ * arguments in fs.read's order, deliberately: this is pread(2) and reads best next to it.
+ */
+export function readAt(
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (error: NodeJS.ErrnoException | null, bytesRead: number): void => {
+      if (error) return reject(error);
+      done += bytesRead;
+      if (bytesRead === 0 || done === length) return resolve(done);
+      fs.read(fd, buffer, offset + done, length - done, position + done, step);
+    };
+    fs.read(fd, buffer, offset, length, position, step);
+  });
+}
+
+/** Writes all `length` bytes; a short write (rare, e.g. on a signal) continues where it stopped. */
+export function writeAt(
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    const step = (error: NodeJS.ErrnoException | null, written: number): void => {
+      if (error) return reject(error);
+      done += written;
+      if (done === length) return resolve();
+      fs.write(fd, buffer, offset + done, length - done, position + done, step);
+    };
+    fs.write(fd, buffer, offset, length, position, step);
+  });
+}
+
+export function syncData(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+export function fileSize(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, (error, stats) => (error ? reject(error) : resolve(stats.size)));
+  });
+}
+
+export function truncateFile(fd: number, lengthBytes: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.ftruncate(fd, lengthBytes, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+/** Makes a rename or a new file in `dir` durable (the directory entry itself is metadata). */
+export async function syncDirectory(dir: string): Promise<void> {
+  const fd = await openFile(dir, 'r');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      fs.fsync(fd, (error) => (error ? reject(error) : resolve()));
+    });
+  } finally {
+    await closeFile(fd);
+  }
+}
+
+/**
+ * Replaces `filePath` with `contents` so that a crash leaves either the old or the new file:
+ * write a temporary sibling, sync it, rename it over, sync the directory.
+ */
+export async function replaceFileAtomically(filePath: string, contents: Buffer): Promise<void> {
+  const temporary = `${filePath}.tmp`;
+  const fd = await openFile(temporary, 'w');
+  try {
+    await writeAt(fd, contents, 0, contents.length, 0);
+    await syncData(fd);
+  } finally {
+    await closeFile(fd);
+  }
+  await fs.promises.rename(temporary, filePath);
+  await syncDirectory(path.dirname(filePath));
+}
