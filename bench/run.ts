@@ -2,9 +2,12 @@
 // --runs N (default 20) and --hog-seconds S (default 300) for the restore benchmark;
 // --chaos-seconds S (default 300, 0 skips) and --chaos-seed N (default 1) for the chaos run;
 // then the simulator: seeds per second, decisions for a site loss at 1,000 nodes and 5,000
-// workloads, and a simulated site loss at --sim-nodes (default 100) / --sim-workloads (500).
+// workloads, and a simulated site loss at --sim-nodes (default 100) / --sim-workloads (500);
+// then the NBD server against qemu-nbd and nbdkit with fio: --nbd-seconds S per fio job (default 5,
+// 0 skips), --nbd-rounds N (default 1; medians), --nbd-servers (default continuum,qemu-nbd,nbdkit).
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
+import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
 import { benchRestore, saveResult } from './restore.js';
 import { benchScale } from './scale.js';
 import { benchSimScale } from './sim-scale.js';
@@ -18,6 +21,9 @@ const { values } = parseArgs({
     'chaos-seed': { type: 'string', default: '1' },
     'sim-nodes': { type: 'string', default: '100' },
     'sim-workloads': { type: 'string', default: '500' },
+    'nbd-seconds': { type: 'string', default: '5' },
+    'nbd-rounds': { type: 'string', default: '1' },
+    'nbd-servers': { type: 'string', default: 'continuum,qemu-nbd,nbdkit' },
   },
 });
 const runs = Number(values.runs);
@@ -32,6 +38,15 @@ if (!Number.isFinite(chaosSeconds) || chaosSeconds < 0)
   throw new RangeError(`--chaos-seconds: expected seconds >= 0, got ${values['chaos-seconds']}`);
 if (!Number.isInteger(chaosSeed))
   throw new RangeError(`--chaos-seed: expected a whole number, got ${values['chaos-seed']}`);
+const nbdSeconds = Number(values['nbd-seconds']);
+const nbdRounds = Number(values['nbd-rounds']);
+if (!Number.isInteger(nbdSeconds) || nbdSeconds < 0)
+  throw new RangeError(`--nbd-seconds: expected a whole number >= 0, got ${values['nbd-seconds']}`);
+if (!Number.isInteger(nbdRounds) || nbdRounds < 1)
+  throw new RangeError(
+    `--nbd-rounds: expected a positive whole number, got ${values['nbd-rounds']}`,
+  );
+const nbdServers = parseNbdServers(values['nbd-servers']);
 
 const result = await benchRestore({ runs, hogSeconds });
 const { samples: _samples, ...summary } = result;
@@ -62,3 +77,15 @@ const simulation = {
 };
 process.stdout.write(`${JSON.stringify({ simulation }, null, 2)}\n`);
 process.stdout.write(`saved ${saveResult('simulation', simulation)}\n`);
+
+if (nbdSeconds > 0) {
+  const nbd = await benchNbd({
+    seconds: nbdSeconds,
+    rounds: nbdRounds,
+    fileMiB: 1024,
+    servers: nbdServers,
+    transports: ['unix', 'tcp'],
+  });
+  process.stdout.write(formatNbdBench(nbd));
+  process.stdout.write(`saved ${saveResult('nbd', nbd)}\n`);
+}
