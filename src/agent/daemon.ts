@@ -1,5 +1,6 @@
 // The agent daemon: joins the controller with a token, reports inventory and usage, runs its
-// instances through the process driver, and writes its PID where `continuum up` and tests find it.
+// instances through the process driver, serves this node's volumes over NBD and mounts them into
+// the instances that declare them, and writes its PID where `continuum up` and tests find it.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
@@ -8,9 +9,12 @@ import type { Capacity, NodeRole } from '../core/spec.js';
 import type { Logger } from '../core/ports.js';
 import { agentProtocolVersion } from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
+import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
 import { AgentCore, type AgentHost } from './agent.js';
 import { loadAgentState, saveAgentState } from './agent-state.js';
 import { ProcessDriver } from './drivers/process/process-driver.js';
+import { VolumeDriver } from './drivers/volume-driver.js';
+import { VolumeServer } from './volume-server.js';
 import { realProbeRunner } from './probes/probe-runner.js';
 import { AgentSession } from './session.js';
 
@@ -33,6 +37,7 @@ export interface AgentDaemonOptions {
 export interface RunningAgent {
   core: AgentCore;
   session: AgentSession;
+  volumes: VolumeServer;
   close(): Promise<void>;
 }
 
@@ -108,12 +113,30 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     memoryMiB: options.capacity?.memoryMiB ?? Math.floor(totalmem() / 1_048_576),
   };
   const usage = new UsageSampler();
+  const volumes = await VolumeServer.start({
+    node: options.node,
+    dataDir: options.dataDir,
+    logger: options.logger,
+  });
+  // Said once at start, so an operator sees why a volume workload would be refused here.
+  const detection = await detectAttachMethods();
+  options.logger.log(
+    detection.preferred === null ? 'warn' : 'info',
+    describeAttachDetection(detection),
+  );
+  const driver = new VolumeDriver(new ProcessDriver(), {
+    provider: volumes,
+    attachDir: join(options.dataDir, 'run', 'attach'),
+    detection,
+    logger: options.logger,
+  });
   // The core needs a way to send before the session exists; it only sends once the session runs.
   const link: { session?: AgentSession } = {};
   const core = new AgentCore({
     node: options.node,
     host: options.address,
-    driver: new ProcessDriver(),
+    driver,
+    volumes,
     probes: realProbeRunner,
     clock: systemClock,
     logger: options.logger,
@@ -152,10 +175,12 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   return {
     core,
     session,
-    close() {
+    volumes,
+    async close() {
       session.close();
       core.detach();
-      return core.idle();
+      await core.idle();
+      await volumes.close();
     },
   };
 }

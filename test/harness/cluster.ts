@@ -14,6 +14,8 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { silentLogger } from '../../src/core/ports.js';
+import { detachVolume, readAttachHandle } from '../../src/storage/attach/index.js';
 
 export const repoRoot = resolve(import.meta.dirname, '..', '..');
 export const cliPath = join(repoRoot, 'dist', 'cli', 'main.js');
@@ -254,8 +256,31 @@ export class TestCluster {
     ).catch(() => {
       for (const pid of workloadPids(this.dir)) process.kill(pid, 'SIGKILL');
     });
+    // Volumes an agent left mounted when it was killed: unmount them before removing the files.
+    for (const runDir of attachDirs(this.dir)) {
+      const handle = readAttachHandle(runDir);
+      if (handle !== null) await detachVolume(handle, { log: silentLogger });
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** <dir>/nodes/<node>/run/attach/<workload>/<volume>: where agents keep their attach handles. */
+function attachDirs(dir: string): string[] {
+  const found: string[] = [];
+  const list = (path: string) => {
+    try {
+      return readdirSync(path);
+    } catch {
+      return [];
+    }
+  };
+  for (const node of list(join(dir, 'nodes'))) {
+    const attach = join(dir, 'nodes', node, 'run', 'attach');
+    for (const workload of list(attach))
+      for (const volume of list(join(attach, workload))) found.push(join(attach, workload, volume));
+  }
+  return found;
 }
 
 export interface NodeInfo {

@@ -70,6 +70,9 @@ describe('snapshots and clones', () => {
     assert.ok((await origin.read(0, 2 * mebibyte)).equals(expectedOrigin));
     const snapshot = await temp.store.openSource({ volume: 'origin', snapshot: 'base' });
     assert.ok((await snapshot.read(0, 2 * mebibyte)).equals(base));
+    const listed = new Map((await temp.store.list()).map((v) => [v.name, v.origin]));
+    assert.equal(listed.get('copy'), 'origin@base', 'the clone names what it was cloned from');
+    assert.equal(listed.get('origin'), null, 'its own snapshot is not an origin');
     await Promise.all([snapshot.close(), copy.close(), origin.close()]);
   });
 
@@ -100,7 +103,9 @@ describe('snapshots and clones', () => {
         `(${((100 * cloneBytes) / imageStored).toFixed(1)}% of the image); total ${total}`,
     );
     assert.equal(volumes.length, 10);
-    assert.ok(volumes.every((volume) => volume.baseImage === 'golden'));
+    assert.ok(
+      volumes.every((volume) => volume.baseImage === 'golden' && volume.origin === 'golden'),
+    );
     // Each clone wrote 64 KiB of its own; allow for that plus a journal page or two per clone.
     assert.ok(cloneBytes <= 10 * (64 * 1024 + 16 * 1024), `clones take ${cloneBytes} bytes`);
     assert.ok(total <= imageBytes * 1.1, `store takes ${total} bytes for a ${imageBytes} image`);

@@ -40,6 +40,8 @@ export interface VolumeInfo {
   readonly snapshots: readonly { name: string; sizeBytes: number }[];
   /** The golden image at the bottom of the chain, if the volume was cloned from one. */
   readonly baseImage: string | null;
+  /** What the volume was cloned from: `volume@snapshot` or a golden image's name. */
+  readonly origin: string | null;
   /** The live chain, top first. */
   readonly layers: readonly LayerInfo[];
 }
@@ -136,6 +138,11 @@ export class VolumeStore {
   async list(): Promise<VolumeInfo[]> {
     const catalog = this.state.catalog();
     const imageOfLayer = new Map(Object.entries(catalog.images).map(([n, i]) => [i.layer, n]));
+    const snapshotOfLayer = new Map<string, { volume: string; ref: string }>();
+    for (const [volume, record] of Object.entries(catalog.volumes)) {
+      for (const [snapshot, { layer }] of Object.entries(record.snapshots))
+        snapshotOfLayer.set(layer, { volume, ref: `${volume}@${snapshot}` });
+    }
     const volumes: VolumeInfo[] = [];
     for (const [name, volume] of Object.entries(catalog.volumes).sort(byName)) {
       const chain = chainOf(catalog, volume.top);
@@ -148,6 +155,7 @@ export class VolumeStore {
           .sort(byName)
           .map(([snapshot, record]) => ({ name: snapshot, sizeBytes: record.sizeBytes })),
         baseImage: imageOfLayer.get(chain[chain.length - 1]!) ?? null,
+        origin: originOf(name, chain, snapshotOfLayer, imageOfLayer),
         layers,
       });
     }
@@ -181,6 +189,22 @@ export class VolumeStore {
     const frozen = this.state.catalog().layers[id]?.frozen ?? false;
     return { id, frozen, storedBytes: await this.state.storedBytes(id) };
   }
+}
+
+/** The first layer below the top that another volume's snapshot or an image names. */
+function originOf(
+  name: string,
+  chain: readonly string[],
+  snapshots: ReadonlyMap<string, { volume: string; ref: string }>,
+  images: ReadonlyMap<string, string>,
+): string | null {
+  for (const layer of chain.slice(1)) {
+    const snapshot = snapshots.get(layer);
+    if (snapshot !== undefined && snapshot.volume !== name) return snapshot.ref;
+    const image = images.get(layer);
+    if (image !== undefined) return image;
+  }
+  return null;
 }
 
 function byName<T>(a: [string, T], b: [string, T]): number {

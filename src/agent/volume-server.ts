@@ -1,0 +1,231 @@
+// The node's volume server, run inside the agent: the block engine's store at <dataDir>/volumes,
+// served over NBD on the unix socket <dataDir>/run/nbd.sock, with the two faces the agent needs:
+// the operations the controller forwards (VolumeService: list, create, grow, snapshot, clone,
+// delete) and the volumes a starting instance mounts (VolumeProvider: created on first use).
+//
+// Every live volume is kept open while the server runs, so the NBD server finds an export without
+// waiting; a volume is closed only to be deleted. Operations run one at a time (the engine
+// serializes its own changes too; this also orders open/close against them).
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ContinuumError } from '../core/errors.js';
+import type { Logger } from '../core/ports.js';
+import type { VolumeInfo, VolumeRequest, VolumeResult, VolumeService } from '../core/volumes.js';
+import type { NbdTarget } from '../storage/attach/index.js';
+import { type Volume, VolumeStore } from '../storage/engine/index.js';
+import type { NbdLimits } from '../storage/nbd/limits.js';
+import { NbdServer } from '../storage/nbd/server.js';
+import type { VolumeProvider } from './drivers/volume-driver.js';
+
+const mebibyte = 1_048_576;
+/** A unix socket path is at most 107 bytes (sun_path holds 108 with the terminating NUL). */
+export const unixSocketPathBytesMax = 107;
+
+export interface VolumeServerOptions {
+  node: string;
+  dataDir: string;
+  logger: Logger;
+  nbdLimits?: Partial<NbdLimits>;
+}
+
+export class VolumeServer implements VolumeService, VolumeProvider {
+  readonly socketPath: string;
+  readonly incarnation = randomUUID();
+  private readonly devices = new Map<string, Volume>();
+  private readonly attached = new Set<string>();
+  private readonly nbd: NbdServer;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly store: VolumeStore,
+    private readonly options: VolumeServerOptions,
+  ) {
+    this.socketPath = join(options.dataDir, 'run', 'nbd.sock');
+    this.nbd = new NbdServer({
+      lookupExport: (name) => {
+        const device = this.devices.get(name);
+        return device === undefined
+          ? undefined
+          : { device, description: `volume ${name} on node ${options.node}` };
+      },
+      listExports: () => [...this.devices.keys()].sort().map((name) => ({ name })),
+      logger: options.logger,
+      ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
+    });
+  }
+
+  /** Opens the store (one agent per data directory: the store is locked) and starts serving. */
+  static async start(options: VolumeServerOptions): Promise<VolumeServer> {
+    const runDir = join(options.dataDir, 'run');
+    const socketPath = join(runDir, 'nbd.sock');
+    const socketBytes = Buffer.byteLength(socketPath);
+    if (socketBytes > unixSocketPathBytesMax) {
+      throw new ContinuumError(
+        'CONTINUUM_ERR_CONFIG',
+        `volume server: the NBD socket ${socketPath} is ${socketBytes} bytes long; unix sockets ` +
+          `allow at most ${unixSocketPathBytesMax}: choose a shorter data directory`,
+      );
+    }
+    const store = await VolumeStore.open(join(options.dataDir, 'volumes'));
+    const server = new VolumeServer(store, options);
+    try {
+      for (const volume of await store.list()) await server.openDevice(volume.name);
+      mkdirSync(runDir, { recursive: true, mode: 0o700 });
+      // A socket file left by an earlier agent: nobody listens on it, since we hold the store.
+      rmSync(socketPath, { force: true });
+      await server.nbd.listen({ socketPath });
+      options.logger.log('info', 'volume server started', {
+        volumes: server.devices.size,
+        socket: socketPath,
+      });
+      return server;
+    } catch (error) {
+      await server.close();
+      throw error;
+    }
+  }
+
+  execute(request: VolumeRequest): Promise<VolumeResult> {
+    return this.serial(async () => {
+      switch (request.op) {
+        case 'list':
+          return { volumes: await this.infos() };
+        case 'create':
+          await this.store.create(request.name, request.sizeMiB * mebibyte);
+          await this.openDevice(request.name);
+          return this.resultFor(request.name);
+        case 'grow':
+          await this.store.grow(request.name, request.sizeMiB * mebibyte);
+          return this.resultFor(request.name);
+        case 'snapshot':
+          await this.store.snapshot(request.name, request.snapshot);
+          return this.resultFor(request.name);
+        case 'clone':
+          await this.store.clone(request.name, {
+            volume: request.source,
+            snapshot: request.snapshot,
+          });
+          await this.openDevice(request.name);
+          return this.resultFor(request.name);
+        case 'delete':
+          await this.deleteVolume(request.name);
+          return { volumes: [] };
+        case 'delete-snapshot':
+          // Folding the snapshot into the layer above rewrites it: the volume must be closed.
+          await this.whileClosed(request.name, 'delete one of its snapshots', () =>
+            this.store.deleteSnapshot(request.name, request.snapshot),
+          );
+          return this.resultFor(request.name);
+      }
+    });
+  }
+
+  ensure(volume: { name: string; sizeMiB: number }): Promise<NbdTarget> {
+    return this.serial(async () => {
+      const sizeBytes = volume.sizeMiB * mebibyte;
+      const known = (await this.store.list()).find((v) => v.name === volume.name);
+      if (known === undefined) {
+        await this.store.create(volume.name, sizeBytes);
+        this.options.logger.log('info', 'created volume on first use', {
+          volume: volume.name,
+          sizeMiB: volume.sizeMiB,
+        });
+      } else if (known.sizeBytes < sizeBytes) {
+        // The device grows; the file system on it keeps its size until resized (resize2fs).
+        await this.store.grow(volume.name, sizeBytes);
+        this.options.logger.log('info', 'grew volume to the size its spec asks', {
+          volume: volume.name,
+          sizeMiB: volume.sizeMiB,
+        });
+      }
+      await this.openDevice(volume.name);
+      return { socketPath: this.socketPath, exportName: volume.name };
+    });
+  }
+
+  setAttached(name: string, attached: boolean): void {
+    if (attached) this.attached.add(name);
+    else this.attached.delete(name);
+  }
+
+  /** NBD requests, bytes and errors so far. */
+  counters() {
+    return this.nbd.counters();
+  }
+
+  /** Drains NBD connections, closes every volume (flushing it) and releases the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.nbd.close();
+    await this.queue.catch(() => undefined);
+    await Promise.all([...this.devices.values()].map((device) => device.close()));
+    this.devices.clear();
+    await this.store.close();
+  }
+
+  private serial<T>(step: () => Promise<T>): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(
+        new ContinuumError('CONTINUUM_ERR_UNAVAILABLE', 'the volume server is shutting down'),
+      );
+    }
+    const next = this.queue.then(step, step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async openDevice(name: string): Promise<void> {
+    if (!this.devices.has(name)) this.devices.set(name, await this.store.open(name));
+  }
+
+  private async deleteVolume(name: string): Promise<void> {
+    await this.whileClosed(name, 'delete it', () => this.store.deleteVolume(name), false);
+  }
+
+  /**
+   * Runs a change that needs the volume closed: refused while an instance has it mounted; NBD
+   * clients connected to it otherwise lose it (their requests fail) and reconnect afterwards.
+   */
+  private async whileClosed(
+    name: string,
+    what: string,
+    step: () => Promise<void>,
+    reopen = true,
+  ): Promise<void> {
+    if (this.attached.has(name)) {
+      throw new ContinuumError(
+        'CONTINUUM_ERR_VOLUME_IN_USE',
+        `volume ${name} is mounted by an instance on node ${this.options.node}; stop it to ${what}`,
+      );
+    }
+    const device = this.devices.get(name);
+    this.devices.delete(name);
+    await device?.close();
+    let done = false;
+    try {
+      await step();
+      done = true;
+    } finally {
+      if (device !== undefined && (reopen || !done)) await this.openDevice(name);
+    }
+  }
+
+  private async resultFor(name: string): Promise<VolumeResult> {
+    return { volumes: (await this.infos()).filter((volume) => volume.name === name) };
+  }
+
+  private async infos(): Promise<VolumeInfo[]> {
+    return (await this.store.list()).map((volume) => ({
+      name: volume.name,
+      node: this.options.node,
+      sizeBytes: volume.sizeBytes,
+      allocatedBytes: volume.layers[0]?.storedBytes ?? 0,
+      snapshots: volume.snapshots.map((snapshot) => snapshot.name),
+      ...(volume.origin === null ? {} : { origin: volume.origin }),
+      attached: this.attached.has(volume.name),
+    }));
+  }
+}

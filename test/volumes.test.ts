@@ -1,0 +1,212 @@
+// Volumes on a real agent: managed through the API (create, grow, snapshot, clone, delete with the
+// refusals an operator relies on), mounted into a process instance by the agent, kept across an
+// agent that is killed (the instance restarts with its data), and detached when the workload goes,
+// leaving an ext4 file system that e2fsck finds clean.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { detectAttachMethods } from '../src/storage/attach/index.js';
+import { TestCluster, waitFor } from './harness/cluster.js';
+
+const mebibyte = 1_048_576;
+const tools = ['nbdcopy', 'e2fsck', 'debugfs'];
+
+function missing(): string | false {
+  for (const tool of tools) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      return `${tool} is not installed`;
+    }
+  }
+  return false;
+}
+
+interface Volume {
+  name: string;
+  node: string;
+  sizeBytes: number;
+  snapshots: string[];
+  origin?: string;
+  attached: boolean;
+}
+
+interface ApiError {
+  error: { code: string; message: string };
+}
+
+function mounted(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[4] === path);
+}
+
+const detection = await detectAttachMethods();
+const skip =
+  missing() || (detection.preferred === null ? 'no volume attach method works here' : false);
+
+describe('volumes on a real agent', { skip }, () => {
+  const cluster = new TestCluster();
+  const mountPath = join(cluster.dir, 'mnt', 'data');
+  const starts = join(mountPath, 'starts');
+
+  const volumes = async () =>
+    (await cluster.api<{ items: Volume[] }>('GET', '/v1/volumes?node=node-1')).body.items;
+
+  const workloadSpec = {
+    name: 'writer',
+    driver: 'process',
+    process: {
+      // Appends a line per start and makes it durable, then stays up.
+      command: ['sh', '-c', `echo started >> ${starts} && sync ${starts} && exec sleep 100000`],
+      stopGraceMs: 2000,
+    },
+    resources: { cpu: 0.1, memoryMiB: 16 },
+    volumes: [{ name: 'data', node: 'node-1', sizeMiB: 64, mountPath }],
+    availability: {
+      mode: 'ha',
+      restart: { maxRestarts: 5, windowMs: 60_000, backoffInitialMs: 100, backoffMaxMs: 1000 },
+    },
+  };
+
+  const clusterSpec = (workloads: unknown[]) => ({
+    apiVersion: 'continuum/v1',
+    sites: [{ name: 'local' }],
+    nodes: [
+      { name: 'node-1', site: 'local', role: 'production', capacity: { cpu: 2, memoryMiB: 2048 } },
+    ],
+    workloads,
+  });
+
+  before(async () => {
+    await cluster.startController();
+    const applied = await cluster.api('POST', '/v1/apply', clusterSpec([]));
+    assert.equal(applied.status, 200, JSON.stringify(applied.body));
+    await cluster.startAgent({ name: 'node-1', role: 'production' });
+  });
+  after(() => cluster.close());
+
+  it('creates, grows, snapshots, clones and deletes volumes through the API', async () => {
+    const created = await cluster.api('POST', '/v1/volumes', {
+      node: 'node-1',
+      name: 'scratch',
+      sizeMiB: 16,
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const again = await cluster.api<ApiError>('POST', '/v1/volumes', {
+      node: 'node-1',
+      name: 'scratch',
+      sizeMiB: 16,
+    });
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'CONTINUUM_ERR_VOLUME_EXISTS');
+
+    const shrink = await cluster.api<ApiError>('POST', '/v1/volumes/node-1/scratch/grow', {
+      sizeMiB: 8,
+    });
+    assert.equal(shrink.status, 400, 'a volume cannot shrink');
+    assert.equal(
+      (await cluster.api('POST', '/v1/volumes/node-1/scratch/grow', { sizeMiB: 32 })).status,
+      200,
+    );
+    assert.equal(
+      (await cluster.api('POST', '/v1/volumes/node-1/scratch/snapshots', { snapshot: 's1' }))
+        .status,
+      200,
+    );
+    const cloned = await cluster.api('POST', '/v1/volumes/node-1/scratch/clone', {
+      snapshot: 's1',
+      name: 'copy',
+    });
+    assert.equal(cloned.status, 200, JSON.stringify(cloned.body));
+
+    const listed = new Map((await volumes()).map((v) => [v.name, v]));
+    assert.deepEqual(
+      { ...listed.get('scratch'), allocatedBytes: undefined },
+      {
+        name: 'scratch',
+        node: 'node-1',
+        sizeBytes: 32 * mebibyte,
+        allocatedBytes: undefined,
+        snapshots: ['s1'],
+        attached: false,
+      },
+    );
+    assert.equal(listed.get('copy')?.origin, 'scratch@s1');
+
+    const refused = await cluster.api<ApiError>(
+      'DELETE',
+      '/v1/volumes/node-1/scratch/snapshots/s1',
+    );
+    assert.equal(refused.status, 409, 'a snapshot a clone stands on is not deleted');
+    assert.equal(refused.body.error.code, 'CONTINUUM_ERR_VOLUME_HAS_DEPENDENTS');
+    assert.match(refused.body.error.message, /copy/);
+
+    assert.equal((await cluster.api('DELETE', '/v1/volumes/node-1/copy')).status, 200);
+    assert.equal(
+      (await cluster.api('DELETE', '/v1/volumes/node-1/scratch/snapshots/s1')).status,
+      200,
+    );
+    assert.equal((await cluster.api('DELETE', '/v1/volumes/node-1/scratch')).status, 200);
+    assert.deepEqual(await volumes(), []);
+    const journal = (await cluster.events()).filter((e) => e.kind.startsWith('volume.'));
+    assert.deepEqual(
+      journal.map((e) => e.kind),
+      ['volume.create', 'volume.grow', 'volume.snapshot', 'volume.clone', 'volume.delete'].concat([
+        'volume.delete-snapshot',
+        'volume.delete',
+      ]),
+    );
+  });
+
+  it('mounts a volume into a process instance before it starts', async () => {
+    const applied = await cluster.api('POST', '/v1/apply', clusterSpec([workloadSpec]));
+    assert.equal(applied.status, 200, JSON.stringify(applied.body));
+    await waitFor('the writer to be active', 30_000, async () => {
+      return (await cluster.workload('writer')).phase === 'active';
+    });
+    await waitFor('the first start to be written', 10_000, () => existsSync(starts));
+    assert.ok(mounted(mountPath), `${mountPath} is a mount point`);
+    assert.equal(readFileSync(starts, 'utf8'), 'started\n');
+    const data = (await volumes()).find((v) => v.name === 'data');
+    assert.equal(data?.sizeBytes, 64 * mebibyte, 'created on first use at the size of the spec');
+    assert.equal(data?.attached, true);
+
+    const refused = await cluster.api<ApiError>('DELETE', '/v1/volumes/node-1/data');
+    assert.equal(refused.status, 409, 'a mounted volume is not deleted');
+    assert.equal(refused.body.error.code, 'CONTINUUM_ERR_CONFLICT');
+  });
+
+  it('restarts the instance with fresh mounts after its agent was killed, data intact', async () => {
+    const before = (await cluster.workload('writer')).instance?.pid;
+    cluster.signalProcess('node-1', 'SIGKILL');
+    await cluster.waitExit('node-1');
+    await cluster.startAgent({ name: 'node-1', role: 'production' });
+    await waitFor('the writer to run again, through the new volume server', 30_000, async () => {
+      const workload = await cluster.workload('writer');
+      return (
+        workload.phase === 'active' &&
+        workload.instance?.pid !== before &&
+        existsSync(starts) &&
+        readFileSync(starts, 'utf8') === 'started\nstarted\n'
+      );
+    });
+    assert.ok(mounted(mountPath));
+  });
+
+  it('detaches when the workload goes, and leaves a clean ext4 file system', async () => {
+    assert.equal((await cluster.api('DELETE', '/v1/workloads/writer')).status, 200);
+    await waitFor('the volume to be detached', 30_000, async () => {
+      const data = (await volumes()).find((v) => v.name === 'data');
+      return data?.attached === false && !mounted(mountPath);
+    });
+    const socket = join(cluster.nodeDir('node-1'), 'run', 'nbd.sock');
+    const image = join(cluster.dir, 'data.img');
+    execFileSync('nbdcopy', [`nbd+unix:///data?socket=${socket}`, image]);
+    execFileSync('e2fsck', ['-fn', image], { stdio: 'pipe' });
+    const content = execFileSync('debugfs', ['-R', 'cat /starts', image], { stdio: 'pipe' });
+    assert.equal(content.toString(), 'started\nstarted\n');
+  });
+});
