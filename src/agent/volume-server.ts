@@ -17,6 +17,7 @@ import { type Volume, VolumeStore } from '../storage/engine/index.js';
 import type { NbdLimits } from '../storage/nbd/limits.js';
 import { NbdServer } from '../storage/nbd/server.js';
 import type { VolumeProvider } from './drivers/volume-driver.js';
+import { VolumeJobServer, volumeJobSocketPath } from './volume-jobs.js';
 
 const mebibyte = 1_048_576;
 /** A unix socket path is at most 107 bytes (sun_path holds 108 with the terminating NUL). */
@@ -35,6 +36,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   private readonly devices = new Map<string, Volume>();
   private readonly attached = new Set<string>();
   private readonly nbd: NbdServer;
+  private readonly jobs: VolumeJobServer;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -54,19 +56,27 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       logger: options.logger,
       ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
     });
+    this.jobs = new VolumeJobServer(
+      store,
+      { volumeAdded: (name) => this.serial(() => this.openDevice(name)) },
+      options.logger,
+    );
   }
 
   /** Opens the store (one agent per data directory: the store is locked) and starts serving. */
   static async start(options: VolumeServerOptions): Promise<VolumeServer> {
     const runDir = join(options.dataDir, 'run');
     const socketPath = join(runDir, 'nbd.sock');
-    const socketBytes = Buffer.byteLength(socketPath);
-    if (socketBytes > unixSocketPathBytesMax) {
-      throw new ContinuumError(
-        'CONTINUUM_ERR_CONFIG',
-        `volume server: the NBD socket ${socketPath} is ${socketBytes} bytes long; unix sockets ` +
-          `allow at most ${unixSocketPathBytesMax}: choose a shorter data directory`,
-      );
+    const jobsPath = volumeJobSocketPath(options.dataDir);
+    for (const path of [socketPath, jobsPath]) {
+      const bytes = Buffer.byteLength(path);
+      if (bytes > unixSocketPathBytesMax) {
+        throw new ContinuumError(
+          'CONTINUUM_ERR_CONFIG',
+          `volume server: the socket ${path} is ${bytes} bytes long; unix sockets allow at ` +
+            `most ${unixSocketPathBytesMax}: choose a shorter data directory`,
+        );
+      }
     }
     const store = await VolumeStore.open(join(options.dataDir, 'volumes'));
     const server = new VolumeServer(store, options);
@@ -76,6 +86,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       // A socket file left by an earlier agent: nobody listens on it, since we hold the store.
       rmSync(socketPath, { force: true });
       await server.nbd.listen({ socketPath });
+      await server.jobs.listen(jobsPath);
       options.logger.log('info', 'volume server started', {
         volumes: server.devices.size,
         socket: socketPath,
@@ -93,7 +104,13 @@ export class VolumeServer implements VolumeService, VolumeProvider {
         case 'list':
           return { volumes: await this.infos() };
         case 'create':
-          await this.store.create(request.name, request.sizeMiB * mebibyte);
+          if (request.image === undefined) {
+            await this.store.create(request.name, request.sizeMiB! * mebibyte);
+          } else {
+            const size =
+              request.sizeMiB === undefined ? {} : { sizeBytes: request.sizeMiB * mebibyte };
+            await this.store.clone(request.name, { image: request.image }, size);
+          }
           await this.openDevice(request.name);
           return this.resultFor(request.name);
         case 'grow':
@@ -159,7 +176,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.nbd.close();
+    await Promise.all([this.nbd.close(), this.jobs.close()]);
     await this.queue.catch(() => undefined);
     await Promise.all([...this.devices.values()].map((device) => device.close()));
     this.devices.clear();

@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import type { VolumeInfo, VolumeResult } from '../core/volumes.js';
 import { clientOf, print, withClientOptions } from './client-options.js';
-import { table } from './format.js';
+import { addLocalVolumeCommands } from './commands-volume-local.js';
+import { formatBytes, table } from './format.js';
 
 const units: Record<string, number> = { M: 1, G: 1024, T: 1024 * 1024 };
 
@@ -15,17 +16,6 @@ export function parseSizeMiB(text: string): number {
       `size: expected a whole number with an optional unit M, G or T (like 512M or 10G), got "${text}"`,
     );
   return Number(match[1]) * units[(match[2] ?? 'M').toUpperCase()]!;
-}
-
-export function formatBytes(bytes: number): string {
-  const steps = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let step = 0;
-  while (value >= 1024 && step < steps.length - 1) {
-    value /= 1024;
-    step++;
-  }
-  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${steps[step]}`;
 }
 
 const volumeRows = (volumes: VolumeInfo[]) =>
@@ -90,13 +80,25 @@ export function addVolumeCommands(program: Command): void {
         print(output, result, () => volumeRows(result.volumes));
       });
   mutate(
-    volume.command('create <node/name> <size>'),
-    'create an empty volume (sparse: takes no space until written)',
-    (ref, size) => [
-      'POST',
-      '/v1/volumes',
-      JSON.stringify({ node: ref.node, name: ref.name, sizeMiB: parseSizeMiB(size!) }),
-    ],
+    volume
+      .command('create <node/name> [size]')
+      .option('--image <image>', "start from a golden image of the node (size: the image's)"),
+    'create a volume: empty (sparse: takes no space until written), or a thin clone of an image',
+    (ref, size, cmd) => {
+      const image = cmd.opts<{ image?: string }>().image;
+      if (size === undefined && image === undefined)
+        throw new Error('create: expected a size (like 10G), or --image to start from an image');
+      return [
+        'POST',
+        '/v1/volumes',
+        JSON.stringify({
+          node: ref.node,
+          name: ref.name,
+          ...(size === undefined ? {} : { sizeMiB: parseSizeMiB(size) }),
+          ...(image === undefined ? {} : { image }),
+        }),
+      ];
+    },
   );
   mutate(
     volume.command('grow <node/name> <size>'),
@@ -127,4 +129,5 @@ export function addVolumeCommands(program: Command): void {
         ? ['DELETE', path(ref)]
         : ['DELETE', path(ref, `/snapshots/${encodeURIComponent(snapshot)}`)],
   );
+  addLocalVolumeCommands(volume);
 }

@@ -26,3 +26,15 @@ export function duration(ms: number | undefined): string {
 export function clockTime(at: number): string {
   return new Date(at).toISOString().replace('T', ' ').replace('Z', '');
 }
+
+/** Bytes with a binary unit: "512 MiB", "1.5 GiB". */
+export function formatBytes(bytes: number): string {
+  const steps = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let step = 0;
+  while (value >= 1024 && step < steps.length - 1) {
+    value /= 1024;
+    step++;
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${steps[step]}`;
+}

@@ -14,7 +14,18 @@ export const volumeRequestSchema = z.discriminatedUnion(
   'op',
   [
     z.strictObject({ op: z.literal('list') }),
-    z.strictObject({ op: z.literal('create'), name: nameSchema, sizeMiB }),
+    /** Empty, or a clone of a golden image (then sizeMiB defaults to the image's size). */
+    z
+      .strictObject({
+        op: z.literal('create'),
+        name: nameSchema,
+        sizeMiB: sizeMiB.optional(),
+        image: nameSchema.optional(),
+      })
+      .refine((r) => r.sizeMiB !== undefined || r.image !== undefined, {
+        error: 'expected sizeMiB, or image to start from a golden image',
+        path: ['sizeMiB'],
+      }),
     z.strictObject({ op: z.literal('grow'), name: nameSchema, sizeMiB }),
     z.strictObject({ op: z.literal('snapshot'), name: nameSchema, snapshot: nameSchema }),
     /** A new volume over a snapshot of `source` (the frozen layer is shared, not copied). */

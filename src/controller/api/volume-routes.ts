@@ -12,7 +12,12 @@ import type { Controller } from '../controller.js';
 import { actorOf, badRequest, jsonBody } from './request.js';
 
 const sizeBody = z.strictObject({ sizeMiB: z.number() });
-const createBody = z.strictObject({ node: nameSchema, name: nameSchema, sizeMiB: z.number() });
+const createBody = z.strictObject({
+  node: nameSchema,
+  name: nameSchema,
+  sizeMiB: z.number().optional(),
+  image: nameSchema.optional(),
+});
 const snapshotBody = z.strictObject({ snapshot: nameSchema });
 const cloneBody = z.strictObject({ snapshot: nameSchema, name: nameSchema });
 
@@ -89,7 +94,12 @@ export function mountVolumeRoutes(app: Hono, controller: Controller): void {
   });
   app.post('/v1/volumes', async (c) => {
     const body = await jsonBody(c, createBody);
-    const request = checked({ op: 'create', name: body.name, sizeMiB: body.sizeMiB });
+    const request = checked({
+      op: 'create',
+      name: body.name,
+      ...(body.sizeMiB === undefined ? {} : { sizeMiB: body.sizeMiB }),
+      ...(body.image === undefined ? {} : { image: body.image }),
+    });
     return c.json(await run(c, controller, body.node, request));
   });
   app.post('/v1/volumes/:node/:name/grow', async (c) => {
