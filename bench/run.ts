@@ -2,9 +2,10 @@
 // --runs N (default 20) and --hog-seconds S (default 300) for the restore benchmark;
 // --chaos-seconds S (default 300, 0 skips) and --chaos-seed N (default 1) for the chaos run;
 // then the simulator: seeds per second, decisions for a site loss at 1,000 nodes and 5,000
-// workloads, and a simulated site loss at --sim-nodes (default 100) / --sim-workloads (500);
+// workloads, and a simulated site loss at --sim-nodes (default 1000) / --sim-workloads (5000);
 // then the NBD server against qemu-nbd and nbdkit with fio: --nbd-seconds S per fio job (default 5,
 // 0 skips), --nbd-rounds N (default 1; medians), --nbd-servers (default continuum,qemu-nbd,nbdkit).
+// --only restore,chaos,simulation,nbd runs only those sections (default: all).
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
 import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
@@ -19,13 +20,29 @@ const { values } = parseArgs({
     'hog-seconds': { type: 'string', default: '300' },
     'chaos-seconds': { type: 'string', default: '300' },
     'chaos-seed': { type: 'string', default: '1' },
-    'sim-nodes': { type: 'string', default: '100' },
-    'sim-workloads': { type: 'string', default: '500' },
+    'sim-nodes': { type: 'string', default: '1000' },
+    'sim-workloads': { type: 'string', default: '5000' },
     'nbd-seconds': { type: 'string', default: '5' },
     'nbd-rounds': { type: 'string', default: '1' },
     'nbd-servers': { type: 'string', default: 'continuum,qemu-nbd,nbdkit' },
+    only: { type: 'string', default: 'restore,chaos,simulation,nbd' },
   },
 });
+const sections = ['restore', 'chaos', 'simulation', 'nbd'] as const;
+const only = new Set(values.only.split(',').map((s) => s.trim()));
+for (const name of only) {
+  if (!(sections as readonly string[]).includes(name))
+    throw new RangeError(`--only: expected a list of ${sections.join(', ')}; got "${name}"`);
+}
+const simNodes = Number(values['sim-nodes']);
+const simWorkloads = Number(values['sim-workloads']);
+if (
+  !Number.isInteger(simNodes) ||
+  simNodes < 1 ||
+  !Number.isInteger(simWorkloads) ||
+  simWorkloads < 0
+)
+  throw new RangeError('--sim-nodes and --sim-workloads: expected whole numbers (nodes >= 1)');
 const runs = Number(values.runs);
 const hogSeconds = Number(values['hog-seconds']);
 if (!Number.isInteger(runs) || runs < 1)
@@ -48,12 +65,14 @@ if (!Number.isInteger(nbdRounds) || nbdRounds < 1)
   );
 const nbdServers = parseNbdServers(values['nbd-servers']);
 
-const result = await benchRestore({ runs, hogSeconds });
-const { samples: _samples, ...summary } = result;
-process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-process.stdout.write(`saved ${saveResult('restore', result)}\n`);
+if (only.has('restore')) {
+  const result = await benchRestore({ runs, hogSeconds });
+  const { samples: _samples, ...summary } = result;
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  process.stdout.write(`saved ${saveResult('restore', result)}\n`);
+}
 
-if (chaosSeconds > 0) {
+if (only.has('chaos') && chaosSeconds > 0) {
   const chaos = await benchChaos({ seed: chaosSeed, durationMs: chaosSeconds * 1000 });
   const { actions, failovers, ...chaosSummary } = chaos;
   const counts = { actions: actions.length, failovers: failovers.length };
@@ -61,24 +80,23 @@ if (chaosSeconds > 0) {
   process.stdout.write(`saved ${saveResult('chaos', chaos)}\n`);
 }
 
-const seedsStarted = performance.now();
-const seedCount = 200;
-for (let seed = 1; seed <= seedCount; seed++) await runSeed({ seed, mix: 'swarm' });
-const seedsPerSecond = seedCount / ((performance.now() - seedsStarted) / 1000);
-const scale = benchScale({ nodes: 1000, sites: 3, workloads: 5000 });
-const simScale = await benchSimScale({
-  nodes: Number(values['sim-nodes']),
-  workloads: Number(values['sim-workloads']),
-});
-const simulation = {
-  seedsPerSecondOneCore: Math.round(seedsPerSecond * 10) / 10,
-  decisions: scale,
-  siteLoss: simScale,
-};
-process.stdout.write(`${JSON.stringify({ simulation }, null, 2)}\n`);
-process.stdout.write(`saved ${saveResult('simulation', simulation)}\n`);
+if (only.has('simulation')) {
+  const seedsStarted = performance.now();
+  const seedCount = 200;
+  for (let seed = 1; seed <= seedCount; seed++) await runSeed({ seed, mix: 'swarm' });
+  const seedsPerSecond = seedCount / ((performance.now() - seedsStarted) / 1000);
+  const scale = benchScale({ nodes: 1000, sites: 3, workloads: 5000 });
+  const simScale = await benchSimScale({ nodes: simNodes, workloads: simWorkloads });
+  const simulation = {
+    seedsPerSecondOneCore: Math.round(seedsPerSecond * 10) / 10,
+    decisions: scale,
+    siteLoss: simScale,
+  };
+  process.stdout.write(`${JSON.stringify({ simulation }, null, 2)}\n`);
+  process.stdout.write(`saved ${saveResult('simulation', simulation)}\n`);
+}
 
-if (nbdSeconds > 0) {
+if (only.has('nbd') && nbdSeconds > 0) {
   const nbd = await benchNbd({
     seconds: nbdSeconds,
     rounds: nbdRounds,
