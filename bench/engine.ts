@@ -3,6 +3,7 @@
 // visible. Run: node --import tsx bench/engine.ts [seconds-per-case]
 // Figures only; nothing here asserts (CONVENTIONS.md item 19).
 import fs from 'node:fs';
+import { mulberry32 as random } from '../src/sim/rng.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,18 +18,6 @@ interface Target {
 
 const volumeBytes = 1024 * 2 ** 20;
 const caseSeconds = Number(process.argv[2] ?? '2');
-
-/** A small deterministic generator so that runs are comparable. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 async function measure(
   label: string,

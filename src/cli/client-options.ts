@@ -35,14 +35,17 @@ export function withClientOptions(command: Command): Command {
       process.env.CONTINUUM_CONTROLLER ?? defaultControllerUrl,
     )
     .option('--token-file <path>', 'API token file', defaultTokenFile())
-    .option(
-      '-o, --output <format>',
-      'table or json',
-      (value) => {
-        if (value !== 'table' && value !== 'json')
-          throw new Error(`--output: expected "table" or "json", got "${value}"`);
-        return value;
-      },
-      'table',
-    );
+    .option(...outputOption);
 }
+
+/** -o table|json, for every command that prints results. */
+export const outputOption = [
+  '-o, --output <format>',
+  'table or json',
+  (value: string) => {
+    if (value !== 'table' && value !== 'json')
+      throw new Error(`--output: expected "table" or "json", got "${value}"`);
+    return value;
+  },
+  'table',
+] as const;

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { submitVolumeJob, type VolumeJob } from '../agent/volume-jobs.js';
 import type { ImageInfo, ImportResult, ScrubReport } from '../storage/engine/index.js';
 import type { ExportResult } from '../storage/engine/index.js';
-import { print } from './client-options.js';
+import { outputOption, print } from './client-options.js';
 import { formatBytes, table } from './format.js';
 import { continuumHome } from './paths.js';
 import { progressBar } from './progress.js';
@@ -22,16 +22,7 @@ function withLocalOptions(command: Command): Command {
   return command
     .option('--node <node>', 'the node whose agent data directory is under the Continuum home')
     .option('--data-dir <dir>', "the node agent's data directory (instead of --node)")
-    .option(
-      '-o, --output <format>',
-      'table or json',
-      (value) => {
-        if (value !== 'table' && value !== 'json')
-          throw new Error(`--output: expected "table" or "json", got "${value}"`);
-        return value;
-      },
-      'table',
-    );
+    .option(...outputOption);
 }
 
 function dataDirOf(opts: LocalOptions): string {

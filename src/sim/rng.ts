@@ -78,3 +78,18 @@ export function traceHash(lines: readonly string[]): string {
   }
   return `${h1.toString(16).padStart(8, '0')}${h2.toString(16).padStart(8, '0')}`;
 }
+
+/**
+ * mulberry32: a small seeded generator of numbers in [0, 1) for tests, fuzzers and benchmarks
+ * outside the simulator (chaos schedules, crash plans), the same sequence on every machine.
+ */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}

@@ -2,9 +2,13 @@
 // server in src/storage/nbd, and later the replication primary). Anything that serves blocks
 // implements this; everything that speaks a wire protocol consumes it.
 //
-// Durability contract (docs/nbd-server.md, "Durability"): a write, trim or write-zeroes is durable once a flush
-// issued after it has resolved, or once the operation itself resolved with `fua: true`. Before
-// that, a crash may lose it, but never tears a block that an earlier flush made durable.
+// Durability contract (docs/nbd-server.md, "Durability"): a write, trim or write-zeroes is durable
+// once a flush issued after the operation resolved has itself resolved, or once the operation
+// resolved with `fua: true`. Before that, a crash may lose it, but never tears a block that an
+// earlier flush made durable.
+//
+// Buffers: a device may keep `data` only until write() settles; after that the caller may reuse
+// it. A buffer read() returns belongs to the caller.
 
 /** One run of the address space with the same allocation state, as NBD_CMD_BLOCK_STATUS reports. */
 export interface Extent {

@@ -4,6 +4,7 @@
 // requests that succeeded, every failover with its time to restore, and any moment at which two
 // instances ran at one epoch. The schedule's draws come from the seed; which node holds kv when an
 // action fires is observed, so two runs of one seed take the same draws but not always the same path.
+import { mulberry32 } from '../../src/sim/rng.js';
 import { cpSync, lstatSync } from 'node:fs';
 import type { FailoverView } from '../../src/controller/queries.js';
 import { scanWorkloads, waitFor, type AgentSpec, type TestCluster } from './cluster.js';
@@ -49,18 +50,6 @@ export const chaosNodes: AgentSpec[] = [
   { name: 'node-3', role: 'production' },
   { name: 'spare-1', role: 'spare' },
 ];
-
-/** A small seeded PRNG (mulberry32): every draw of the schedule comes from it, never Math.random. */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type NodeState = 'up' | 'down' | 'stopped' | 'agent-down';
 type RecoveryKind = keyof typeof recoveryRank;

@@ -2,21 +2,10 @@
 // seed replay one case exactly. Raw cases are byte scripts (garbage, truncation, lies in length
 // fields, wrong magics, requests before the handshake, abrupt disconnects); session cases are
 // well-framed but otherwise random requests after a real handshake, each of which must be answered.
+import { mulberry32 as seededRandom } from '../../src/sim/rng.js';
 import { encodeOption } from '../../src/storage/nbd/client.js';
 import { writeUint64 } from '../../src/storage/nbd/option-codec.js';
 import * as P from '../../src/storage/nbd/protocol.js';
-
-/** mulberry32: small, fast, and the same sequence on every machine for a seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class Draw {
   constructor(readonly next: () => number) {}

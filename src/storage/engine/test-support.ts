@@ -1,6 +1,7 @@
 // Helpers shared by the engine's tests: temporary stores that clean up after themselves, a seeded
 // random generator, and block contents that name where and when they were written, so that a
 // mismatch says which write is missing.
+import { mulberry32 } from '../../sim/rng.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,18 +40,6 @@ export async function tempStore(options: VolumeStoreOptions = {}): Promise<TempS
   return temp;
 }
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /**
  * Deterministic, non-zero bytes derived from `seed`: a 64-byte random stretch, repeated. Different
  * seeds give different bytes; cheap enough for megabytes of test data.
@@ -70,3 +59,6 @@ export function distinctBlocks(seed: number, count: number, blockBytes = 4096): 
     Array.from({ length: count }, (_, index) => pattern(seed * 7919 + index, blockBytes)),
   );
 }
+
+/** Seeded numbers in [0, 1): the same sequence on every machine for a seed. */
+export const seededRandom = mulberry32;
