@@ -89,13 +89,16 @@ describe('volumes on a real agent', { skip }, () => {
   });
   after(() => cluster.close());
 
-  it('creates, grows, snapshots, clones and deletes volumes through the API', async () => {
-    const created = await cluster.api('POST', '/v1/volumes', {
-      node: 'node-1',
-      name: 'scratch',
-      sizeMiB: 16,
-    });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
+  it('creates, grows, snapshots, clones and deletes volumes through the CLI and the API', async () => {
+    const token = join(cluster.controllerDir, 'api.token');
+    const cli = (...args: string[]) =>
+      execFileSync(
+        process.execPath,
+        [cliPath, 'volume', ...args, '--controller', cluster.url, '--token-file', token],
+        { encoding: 'utf8', stdio: 'pipe' },
+      );
+    assert.match(cli('create', 'node-1/scratch', '16M'), /node-1\s+scratch\s+16 MiB/);
+    assert.throws(() => cli('create', 'node-1/bad', '16X'), /size: expected a whole number/);
     const again = await cluster.api<ApiError>('POST', '/v1/volumes', {
       node: 'node-1',
       name: 'scratch',
@@ -123,6 +126,10 @@ describe('volumes on a real agent', { skip }, () => {
     });
     assert.equal(cloned.status, 200, JSON.stringify(cloned.body));
 
+    const listedByCli = JSON.parse(cli('list', '--node', 'node-1', '-o', 'json')) as {
+      items: Volume[];
+    };
+    assert.deepEqual(listedByCli.items.map((v) => v.name).sort(), ['copy', 'scratch']);
     const listed = new Map((await volumes()).map((v) => [v.name, v]));
     assert.deepEqual(
       { ...listed.get('scratch'), allocatedBytes: undefined },
