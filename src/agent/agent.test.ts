@@ -202,6 +202,27 @@ describe('agent core', () => {
     assert.ok(sent.some((m) => m.type === 'reject' && m.epoch === 1));
   });
 
+  it('learns a newer epoch from a set that arrives after a later one, and starts nothing older', async () => {
+    const driver = new RecordingDriver();
+    const core = agent(driver, {}, []);
+    const base = ++revision;
+    // Sets r+1 (kv@1 here) and r+3 (nothing about kv) arrive first; r+2, which says kv moved to
+    // epoch 2 elsewhere, arrives last (reordered). The start of kv@1 is still queued behind r+1.
+    core.handle({ type: 'assignments', revision: base + 1, assignments: [], epochs: {} });
+    core.handle({
+      type: 'assignments',
+      revision: base + 2,
+      assignments: [assignment(1)],
+      epochs: { kv: 1 },
+    });
+    core.handle({ type: 'assignments', revision: base + 4, assignments: [], epochs: {} });
+    core.handle({ type: 'assignments', revision: base + 3, assignments: [], epochs: { kv: 2 } });
+    revision = base + 4;
+    await core.idle();
+    assert.deepEqual(driver.started, [], 'kv@1 never starts once epoch 2 is known');
+    assert.equal(core.assignmentsRevision, base + 4);
+  });
+
   it('restarts in place when the operator restart nonce grows', async () => {
     const driver = new RecordingDriver();
     const core = agent(driver, {}, []);

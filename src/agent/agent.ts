@@ -87,6 +87,11 @@ export class AgentCore {
     }
   }
 
+  /** The revision of the newest assignment set taken (heartbeats report it). */
+  get assignmentsRevision(): number {
+    return this.appliedRevision;
+  }
+
   statuses(): InstanceStatus[] {
     return [...this.runners.values()].map((r) => r.status());
   }
@@ -98,6 +103,13 @@ export class AgentCore {
         this.persist();
       }
     } else if (message.type === 'assignments') {
+      // Learn newer epochs at once, not when the set's turn comes: a start already queued behind
+      // an earlier set must see them and not begin. Epochs only grow, so this holds even for a set
+      // that arrives after a newer one (reordered) and is otherwise ignored below.
+      if (this.options.checkEpochs !== false) {
+        this.learnEpochs(message.epochs);
+        this.learnEpochs(Object.fromEntries(message.assignments.map((a) => [a.workload, a.epoch])));
+      }
       if (this.options.checkEpochs !== false && message.revision < this.appliedRevision) {
         this.options.logger.log('warn', 'ignored an assignment set older than one applied', {
           revision: message.revision,
@@ -106,9 +118,6 @@ export class AgentCore {
         return;
       }
       this.appliedRevision = message.revision;
-      // Learn newer epochs at once, not when the set's turn comes: a start already queued behind
-      // an earlier set must see them and not begin.
-      if (this.options.checkEpochs !== false) this.learnEpochs(message.epochs);
       this.chain = this.chain
         .then(() => this.apply(message.assignments, message.epochs))
         .catch((err: unknown) =>

@@ -167,7 +167,12 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
       ...(core.clusterId === undefined ? {} : { clusterId: core.clusterId }),
       instances: core.statuses(),
     }),
-    heartbeat: (seq) => ({ type: 'heartbeat', seq, usage: usage.sample() }),
+    heartbeat: (seq) => ({
+      type: 'heartbeat',
+      seq,
+      usage: usage.sample(),
+      assignmentsRevision: core.assignmentsRevision,
+    }),
     onMessage: (message) => core.handle(message),
   });
   link.session = session;

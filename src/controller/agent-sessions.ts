@@ -19,6 +19,9 @@ export interface NodeUsage {
 interface Session {
   channel: AgentChannel;
   lastAssignments?: string;
+  /** Revision and time of the last set sent on this session. */
+  lastSentRevision: number;
+  lastSentAt: number;
   lastReportSeq: number;
 }
 
@@ -35,7 +38,7 @@ export class AgentSessions {
     if (previous !== undefined && previous.channel !== channel) {
       previous.channel.close(4000, 'replaced by a newer session of the same node');
     }
-    this.sessions.set(node, { channel, lastReportSeq: -1 });
+    this.sessions.set(node, { channel, lastReportSeq: -1, lastSentRevision: 0, lastSentAt: 0 });
     this.version++;
   }
 
@@ -78,13 +81,29 @@ export class AgentSessions {
   sendAssignments(
     node: string,
     message: Extract<ControllerMessage, { type: 'assignments' }>,
+    now: number,
   ): boolean {
     const session = this.sessions.get(node);
     if (session === undefined) return false;
     const encoded = JSON.stringify([message.assignments, message.epochs]); // Not the revision: unchanged sets are not resent.
     if (session.lastAssignments === encoded) return false;
     session.lastAssignments = encoded;
+    session.lastSentRevision = message.revision;
+    session.lastSentAt = now;
     session.channel.send(message);
+    return true;
+  }
+
+  /**
+   * A heartbeat's report of the newest set the agent took. A set sent more than `graceMs` ago
+   * (longer than a round trip) and still not taken was lost on the way: send it again. Sets arrive
+   * in order on a healthy session, so this only acts after loss.
+   */
+  checkTaken(node: string, takenRevision: number, now: number, graceMs: number): boolean {
+    const session = this.sessions.get(node);
+    if (session === undefined || takenRevision >= session.lastSentRevision) return false;
+    if (now - session.lastSentAt < graceMs) return false;
+    this.resend(node);
     return true;
   }
 

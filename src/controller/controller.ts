@@ -191,13 +191,18 @@ export class Controller {
     this.published = { state, sessionsVersion: this.sessions.version };
     const epochs = epochsByNode(state);
     const sets = assignmentsByNode(state);
+    const now = this.clock.now();
     for (const node of this.sessions.connectedNodes()) {
-      this.sessions.sendAssignments(node, {
-        type: 'assignments',
-        revision: state.revision,
-        assignments: sets.get(node) ?? [],
-        epochs: epochs.get(node) ?? {},
-      });
+      this.sessions.sendAssignments(
+        node,
+        {
+          type: 'assignments',
+          revision: state.revision,
+          assignments: sets.get(node) ?? [],
+          epochs: epochs.get(node) ?? {},
+        },
+        now,
+      );
     }
     const routes = routesOf(state);
     const encoded = JSON.stringify(routes);
@@ -237,6 +242,10 @@ export class Controller {
     this.sessions.heard(node, now);
     if (message.type === 'heartbeat') {
       this.sessions.usage.set(node, { ...message.usage, at: now });
+      if (message.assignmentsRevision !== undefined) {
+        const graceMs = 2 * this.config.heartbeatIntervalMs;
+        this.sessions.checkTaken(node, message.assignmentsRevision, now, graceMs);
+      }
     } else if (message.type === 'instance') {
       if (!this.sessions.freshReport(node, message.seq)) return node;
       if (message.status.node !== node) {

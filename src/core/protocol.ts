@@ -67,6 +67,11 @@ export const agentHeartbeatSchema = z.object({
     memoryUsedMiB: z.number().nonnegative(),
     load1: z.number().nonnegative(),
   }),
+  /**
+   * The revision of the newest assignment set the agent has taken. Behind what the controller
+   * sent, for longer than a round trip, means a set was lost: the controller sends it again.
+   */
+  assignmentsRevision: z.number().int().nonnegative().optional(),
 });
 
 /** seq grows with every report of one agent process, so a delayed or duplicated report is dropped. */

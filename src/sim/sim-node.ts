@@ -185,6 +185,7 @@ export class SimNode {
         type: 'heartbeat',
         seq: ++this.heartbeatSeq,
         usage: { cpuPercent: 10, memoryUsedMiB: 100, load1: 0.1 },
+        ...(this.core === undefined ? {} : { assignmentsRevision: this.core.assignmentsRevision }),
       });
       this.scheduleHeartbeat(session);
     }, this.heartbeatIntervalMs);

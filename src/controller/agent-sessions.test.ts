@@ -1,0 +1,35 @@
+// The controller's side of agent sessions: an assignment set lost on a session that stays up is
+// sent again once the agent's heartbeat shows it never took it, and not while it may be in flight.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ControllerMessage } from '../core/protocol.js';
+import { AgentSessions } from './agent-sessions.js';
+
+type Sets = Extract<ControllerMessage, { type: 'assignments' }>;
+
+function session() {
+  const sent: ControllerMessage[] = [];
+  const sessions = new AgentSessions();
+  const channel = { send: (m: ControllerMessage) => sent.push(m), close: () => undefined };
+  return { sessions, channel, sent };
+}
+
+describe('agent sessions', () => {
+  it('sends a set again when the heartbeat shows it was lost, after a grace for the round trip', () => {
+    const { sessions, channel, sent } = session();
+    sessions.attach('n1', channel);
+    const set: Sets = { type: 'assignments', revision: 7, assignments: [], epochs: { w: 3 } };
+    assert.equal(sessions.sendAssignments('n1', set, 1000), true);
+    assert.equal(sessions.sendAssignments('n1', set, 1001), false, 'unchanged sets are not resent');
+    // A heartbeat written before the set arrived: within the grace, nothing happens.
+    assert.equal(sessions.checkTaken('n1', 5, 1200, 400), false);
+    // Still not taken after the grace: lost; the next publish sends it even though unchanged.
+    const version = sessions.version;
+    assert.equal(sessions.checkTaken('n1', 5, 1500, 400), true);
+    assert.ok(sessions.version > version);
+    assert.equal(sessions.sendAssignments('n1', set, 1500), true);
+    assert.equal(sent.length, 2);
+    // Taken: nothing more to do.
+    assert.equal(sessions.checkTaken('n1', 7, 3000, 400), false);
+  });
+});
