@@ -6,7 +6,7 @@ import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { applySpec } from '../controller/actions.js';
-import { listWorkloads } from '../controller/queries.js';
+import { listNodes, listWorkloads } from '../controller/queries.js';
 import { startControllerServer } from '../controller/server.js';
 import { streamLogger } from '../platform/logger.js';
 import { parsePort } from './commands-daemons.js';
@@ -62,11 +62,10 @@ async function runUp(input: UpOptions): Promise<void> {
   const servicePath = demoServicePath();
   const controllerDir = join(opts.dataDir, 'controller');
   const running = await startControllerServer({ dataDir: controllerDir, port: opts.port, logger });
-  await applySpec(
-    running.controller,
-    demoSpec({ endpointPort: opts.endpointPort, servicePath }),
-    'continuum-up',
-  );
+  const spec = demoSpec({ endpointPort: opts.endpointPort, servicePath });
+  // Nodes first, the service once every node has joined: otherwise it starts on whichever agent
+  // is up first, a spare as likely as not, and the demo's story (a failover to the spare) is lost.
+  await applySpec(running.controller, { ...spec, workloads: [] }, 'continuum-up');
   const children: { name: string; child: ChildProcess }[] = [];
   for (const node of demoNodes) {
     const dir = join(opts.dataDir, 'nodes', node.name);
@@ -114,6 +113,13 @@ async function runUp(input: UpOptions): Promise<void> {
       ),
     );
   }
+  await waitUntil('every demo node joining', 60_000, async () => {
+    const up = new Set(
+      (await listNodes(running.controller)).filter((n) => n.state === 'up').map((n) => n.name),
+    );
+    return demoNodes.every((n) => up.has(n.name));
+  });
+  await applySpec(running.controller, spec, 'continuum-up');
   const endpoint = `http://127.0.0.1:${opts.endpointPort}`;
   await waitUntil('the demo service becoming active', 60_000, async () =>
     (await listWorkloads(running.controller)).some((w) => w.name === 'kv' && w.phase === 'active'),
