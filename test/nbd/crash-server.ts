@@ -23,11 +23,13 @@ function stderrLogger(fields: Record<string, unknown> = {}): Logger {
 }
 
 async function main(): Promise<void> {
-  const [root, socketPath] = process.argv.slice(2);
+  const [root, socketPath, journal] = process.argv.slice(2);
   if (root === undefined || socketPath === undefined) {
-    throw new Error('usage: crash-server.ts <store-root> <socket-path>');
+    throw new Error('usage: crash-server.ts <store-root> <socket-path> [small-journal]');
   }
-  const store = await VolumeStore.open(root);
+  // A small journal makes flushes rewrite it as checkpoints, so kills land in those too.
+  const small = journal === 'small-journal';
+  const store = await VolumeStore.open(root, small ? { journalBytesMax: 16384 } : {});
   const existing = await store.list();
   if (!existing.some((info) => info.name === crashDiskName)) {
     await store.create(crashDiskName, crashDiskBytes);

@@ -10,6 +10,8 @@
 // connection's replies and some while requests are in flight; up to 16 requests in flight per
 // connection. After a seeded number of acknowledgements, and while requests are in flight, the
 // test SIGKILLs the server. A logical clock records when each request was sent and answered.
+// Every other round the server runs with a 16 KiB journal, so its flushes rewrite the journal as
+// checkpoints and some kills land in the middle of one.
 //
 // The model, per byte: the candidates are the starting contents and every operation sent that
 // covers the byte; an operation X is ruled out when a durable operation D covering the byte was
@@ -112,11 +114,21 @@ interface ServerChild {
 /** Server processes still running, with the promise of their exit; `after` kills them. */
 const children = new Map<ChildProcess, Promise<void>>();
 
-function startServer(root: string, socketPath: string): Promise<ServerChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', serverPath, root, socketPath], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/** `smallJournal`: the server checkpoints its journal often (every other round does). */
+function startServer(
+  root: string,
+  socketPath: string,
+  smallJournal: boolean,
+): Promise<ServerChild> {
+  const journal = smallJournal ? ['small-journal'] : [];
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', serverPath, root, socketPath, ...journal],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   let stdout = '';
   child.stderr.setEncoding('utf8');
@@ -443,7 +455,7 @@ test(
       twoConnectionRounds: 0,
     };
     for (let round = 0; round <= rounds; round++) {
-      const server = await startServer(root, socketPath);
+      const server = await startServer(root, socketPath, round % 2 === 1);
       try {
         const seed = (baseSeed + round * 7919) >>> 0;
         const next = seededRandom(seed);
