@@ -5,7 +5,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
@@ -36,6 +44,16 @@ interface Volume {
 
 interface ApiError {
   error: { code: string; message: string };
+}
+
+/** Alive and not a zombie waiting for its parent. */
+function processLives(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 function mounted(path: string): boolean {
@@ -228,11 +246,48 @@ describe('volumes on a real agent', { skip }, () => {
     assert.equal(refused.body.error.code, 'CONTINUUM_ERR_CONFLICT');
   });
 
-  it('restarts the instance with fresh mounts after its agent was killed, data intact', async () => {
-    const before = (await cluster.workload('writer')).instance?.pid;
+  const agentLogTail = (error: Error): never => {
+    const tail = (file: string) =>
+      existsSync(join(cluster.nodeDir('node-1'), file))
+        ? readFileSync(join(cluster.nodeDir('node-1'), file), 'utf8').slice(-3000)
+        : '(none)';
+    throw new Error(
+      `${error.message}\nagent log (end):\n${tail('agent.log')}\n` +
+        `volume server log (end):\n${tail('volume-server.log')}`,
+    );
+  };
+
+  it('keeps the instance and its mount when only the agent is killed and restarted', async () => {
+    const before = (await cluster.workload('writer')).instance;
     cluster.signalProcess('node-1', 'SIGKILL');
     await cluster.waitExit('node-1');
+    // Meanwhile the mount still works: the volume server is its own process.
+    const fd = openSync(join(mountPath, 'while-away'), 'w');
+    writeSync(fd, 'written while the agent was down\n');
+    fsyncSync(fd);
+    closeSync(fd);
     await cluster.startAgent({ name: 'node-1', role: 'production' });
+    const after = await waitFor('the agent to report the writer again', 30_000, async () => {
+      const workload = await cluster.workload('writer');
+      return workload.phase === 'active' && workload.instance?.state === 'healthy'
+        ? workload.instance
+        : undefined;
+    }).catch(agentLogTail);
+    assert.equal(after.pid, before?.pid, 'the same process runs on');
+    assert.equal(readFileSync(starts, 'utf8'), 'started\n', 'and was not restarted');
+    assert.ok(mounted(mountPath));
+  });
+
+  it('restarts the instance with fresh mounts when the volume server died too, data intact', async () => {
+    const before = (await cluster.workload('writer')).instance?.pid;
+    const serverPid = Number(
+      readFileSync(join(cluster.nodeDir('node-1'), 'run', 'volume-server.pid'), 'utf8'),
+    );
+    process.kill(serverPid, 'SIGKILL');
+    await waitFor('the volume server to die', 10_000, () => !processLives(serverPid));
+    cluster.signalProcess('node-1', 'SIGKILL');
+    await cluster.waitExit('node-1');
+    await cluster.startAgent({ name: 'node-1', role: 'production' }).catch(agentLogTail);
     await waitFor('the writer to run again, through the new volume server', 30_000, async () => {
       const workload = await cluster.workload('writer');
       return (
@@ -241,11 +296,13 @@ describe('volumes on a real agent', { skip }, () => {
         existsSync(starts) &&
         /^(started\n){2,}$/.test(readFileSync(starts, 'utf8'))
       );
-    }).catch((error: Error) => {
-      const log = readFileSync(join(cluster.nodeDir('node-1'), 'agent.log'), 'utf8');
-      throw new Error(`${error.message}\nagent log (end):\n${log.slice(-4000)}`);
-    });
+    }).catch(agentLogTail);
     assert.ok(mounted(mountPath));
+    assert.equal(
+      readFileSync(join(mountPath, 'while-away'), 'utf8'),
+      'written while the agent was down\n',
+      'what was fsynced through the old server is there',
+    );
   });
 
   it('detaches when the workload goes, and leaves a clean ext4 file system', async () => {

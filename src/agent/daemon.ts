@@ -1,7 +1,9 @@
 // The agent daemon: joins the controller with a token, reports inventory and usage, runs its
 // instances through the process driver, serves this node's volumes over NBD and mounts them into
 // the instances that declare them, and writes its PID where `continuum up` and tests find it.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -14,7 +16,7 @@ import { AgentCore, type AgentHost } from './agent.js';
 import { loadAgentState, saveAgentState } from './agent-state.js';
 import { ProcessDriver } from './drivers/process/process-driver.js';
 import { VolumeDriver } from './drivers/volume-driver.js';
-import { VolumeServer } from './volume-server.js';
+import { VolumeServerClient } from './volume-client.js';
 import { realProbeRunner } from './probes/probe-runner.js';
 import { AgentSession } from './session.js';
 
@@ -37,7 +39,7 @@ export interface AgentDaemonOptions {
 export interface RunningAgent {
   core: AgentCore;
   session: AgentSession;
-  volumes: VolumeServer;
+  volumes: VolumeServerClient;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,25 @@ function freePort(host: string): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** `continuum volume serve` for this node, detached from the agent's stdio but in its group. */
+function startVolumeServer(node: string, dataDir: string): { exited(): boolean } {
+  const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const cli = existsSync(built)
+    ? [built]
+    : ['--import', 'tsx', fileURLToPath(new URL('../cli/main.ts', import.meta.url))];
+  const log = openSync(join(dataDir, 'volume-server.log'), 'a');
+  const child = spawn(
+    process.execPath,
+    [...cli, 'volume', 'serve', '--node', node, '--data-dir', dataDir, '--ignore-interrupt'],
+    { stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  child.unref();
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  return { exited: () => exited };
 }
 
 function fileHost(dataDir: string, address: string): AgentHost {
@@ -113,10 +134,13 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     memoryMiB: options.capacity?.memoryMiB ?? Math.floor(totalmem() / 1_048_576),
   };
   const usage = new UsageSampler();
-  const volumes = await VolumeServer.start({
-    node: options.node,
+  // The volume server runs as its own process in this agent's process group: it outlives an agent
+  // restart (mounts stay up), and goes down with the group when the node does.
+  const volumes = await VolumeServerClient.connect({
     dataDir: options.dataDir,
     logger: options.logger,
+    clock: systemClock,
+    startServer: () => startVolumeServer(options.node, options.dataDir),
   });
   // Said once at start, so an operator sees why a volume workload would be refused here.
   const detection = await detectAttachMethods();
@@ -184,8 +208,8 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     async close() {
       session.close();
       core.detach();
+      // The volume server stays: the instances the agent leaves running keep their mounts.
       await core.idle();
-      await volumes.close();
     },
   };
 }

@@ -12,7 +12,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { ContinuumError, isContinuumError, isErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
-import { nameSchema } from '../core/spec.js';
+import { nameSchema, volumeSizeMiBMax } from '../core/spec.js';
+import { volumeRequestSchema } from '../core/volumes.js';
 import {
   openRawReader,
   parseSourceRef,
@@ -66,6 +67,26 @@ export const volumeJobSchema = z.discriminatedUnion(
   { error: 'expected op import, export, scrub, images or delete-image' },
 );
 export type VolumeJob = z.input<typeof volumeJobSchema>;
+
+/**
+ * What the agent asks of the volume server process on the same socket: quick operations, not
+ * counted against volumeJobsMax. `hello` answers the server's incarnation.
+ */
+export const volumeControlSchema = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('hello') }),
+  z.strictObject({ op: z.literal('volume'), request: volumeRequestSchema }),
+  z.strictObject({
+    op: z.literal('ensure'),
+    name: nameSchema,
+    sizeMiB: z.number().int().min(1).max(volumeSizeMiBMax),
+  }),
+  z.strictObject({ op: z.literal('set-attached'), name: nameSchema, attached: z.boolean() }),
+]);
+export type VolumeControl = z.infer<typeof volumeControlSchema>;
+const controlOps = new Set(['hello', 'volume', 'ensure', 'set-attached']);
+
+/** Whoever owns the volumes answers the control operations (the volume server). */
+export type VolumeControlHandler = (control: VolumeControl) => Promise<unknown>;
 
 export interface VolumeJobHooks {
   /** A job made a new volume (import as volume): the server opens it for NBD. */
@@ -133,6 +154,7 @@ export class VolumeJobServer {
     private readonly store: VolumeStore,
     private readonly hooks: VolumeJobHooks,
     private readonly logger: Logger,
+    private readonly control?: VolumeControlHandler,
   ) {
     this.server = createServer((socket) => this.accept(socket));
   }
@@ -184,6 +206,18 @@ export class VolumeJobServer {
   }
 
   private async run(socket: Socket, line: string): Promise<void> {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch (error) {
+      reply(socket, errorAnswer(error));
+      return;
+    }
+    const op = (parsed as { op?: unknown } | null)?.op;
+    if (this.control !== undefined && typeof op === 'string' && controlOps.has(op)) {
+      await this.runControl(socket, parsed, this.control);
+      return;
+    }
     if (this.running >= volumeJobsMax) {
       reply(
         socket,
@@ -204,7 +238,7 @@ export class VolumeJobServer {
       if (!socket.destroyed) socket.write(`${JSON.stringify({ progress })}\n`);
     };
     try {
-      const job: unknown = JSON.parse(line);
+      const job = parsed;
       this.logger.log('info', 'volume job started', { job });
       const result = await runVolumeJob(this.store, job as VolumeJob, onProgress, this.hooks);
       this.logger.log('info', 'volume job done', { job });
@@ -218,6 +252,26 @@ export class VolumeJobServer {
       reply(socket, answer);
     } finally {
       this.running--;
+    }
+  }
+
+  private async runControl(
+    socket: Socket,
+    input: unknown,
+    handler: VolumeControlHandler,
+  ): Promise<void> {
+    try {
+      const parsed = volumeControlSchema.safeParse(input);
+      if (!parsed.success) {
+        const problem = parsed.error.issues[0]!;
+        throw new ContinuumError(
+          'CONTINUUM_ERR_BAD_REQUEST',
+          `volume control: ${problem.path.join('.') || 'request'}: ${problem.message}`,
+        );
+      }
+      reply(socket, { ok: true, result: await handler(parsed.data) });
+    } catch (error) {
+      reply(socket, errorAnswer(error));
     }
   }
 }
@@ -267,6 +321,16 @@ export async function submitVolumeJob(
   return { result: await exchange(socket, job, onProgress), via: 'agent' };
 }
 
+/** One control call to the node's volume server; null when no server listens there. */
+export async function callVolumeServer(
+  dataDir: string,
+  control: VolumeControl,
+): Promise<{ result: unknown } | null> {
+  const socket = await connect(volumeJobSocketPath(dataDir));
+  if (socket === null) return null;
+  return { result: await exchange(socket, control, () => undefined) };
+}
+
 function connect(path: string): Promise<Socket | null> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(path);
@@ -282,7 +346,11 @@ function connect(path: string): Promise<Socket | null> {
   });
 }
 
-function exchange(socket: Socket, job: VolumeJob, onProgress: ProgressListener): Promise<unknown> {
+function exchange(
+  socket: Socket,
+  job: VolumeJob | VolumeControl,
+  onProgress: ProgressListener,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     let buffered = '';
     let settled = false;

@@ -1,4 +1,5 @@
-// The node's volume server, run inside the agent: the block engine's store at <dataDir>/volumes,
+// The node's volume server, a process of its own that the agent starts (`continuum volume serve`)
+// and that outlives agent restarts, so mounts stay up: the block engine's store at <dataDir>/volumes,
 // served over NBD on the unix socket <dataDir>/run/nbd.sock, with the two faces the agent needs:
 // the operations the controller forwards (VolumeService: list, create, grow, snapshot, clone,
 // delete) and the volumes a starting instance mounts (VolumeProvider: created on first use).
@@ -17,7 +18,7 @@ import { type Volume, VolumeStore } from '../storage/engine/index.js';
 import type { NbdLimits } from '../storage/nbd/limits.js';
 import { NbdServer } from '../storage/nbd/server.js';
 import type { VolumeProvider } from './drivers/volume-driver.js';
-import { VolumeJobServer, volumeJobSocketPath } from './volume-jobs.js';
+import { type VolumeControl, VolumeJobServer, volumeJobSocketPath } from './volume-jobs.js';
 
 const mebibyte = 1_048_576;
 /** A unix socket path is at most 107 bytes (sun_path holds 108 with the terminating NUL). */
@@ -60,6 +61,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       store,
       { volumeAdded: (name) => this.serial(() => this.openDevice(name)) },
       options.logger,
+      (control) => this.control(control),
     );
   }
 
@@ -160,6 +162,21 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       await this.openDevice(volume.name);
       return { socketPath: this.socketPath, exportName: volume.name };
     });
+  }
+
+  /** The agent's calls over the jobs socket, when the server runs as its own process. */
+  private control(control: VolumeControl): Promise<unknown> {
+    switch (control.op) {
+      case 'hello':
+        return Promise.resolve({ incarnation: this.incarnation, pid: process.pid });
+      case 'volume':
+        return this.execute(control.request);
+      case 'ensure':
+        return this.ensure(control);
+      case 'set-attached':
+        this.setAttached(control.name, control.attached);
+        return Promise.resolve({});
+    }
   }
 
   setAttached(name: string, attached: boolean): void {

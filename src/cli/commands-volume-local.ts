@@ -2,9 +2,12 @@
 // node. The job goes to the node's running agent (or, with none, straight to its store) and its
 // progress is drawn on stderr. The node is named by --node (its directory under the Continuum
 // home, where `continuum agent` keeps it) or by --data-dir.
+import { rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { submitVolumeJob, type VolumeJob } from '../agent/volume-jobs.js';
+import { VolumeServer } from '../agent/volume-server.js';
+import { streamLogger } from '../platform/logger.js';
 import type { ImageInfo, ImportResult, ScrubReport } from '../storage/engine/index.js';
 import type { ExportResult } from '../storage/engine/index.js';
 import { outputOption, print } from './client-options.js';
@@ -49,6 +52,49 @@ const imageFormat = (allowed: string[]) => (value: string) => {
 };
 
 export function addLocalVolumeCommands(volume: Command): void {
+  volume
+    .command('serve')
+    .description(
+      "run a node's volume server: its store served over NBD on <data-dir>/run/nbd.sock, jobs on " +
+        'volume-jobs.sock (the agent starts it by itself and it outlives agent restarts)',
+    )
+    .requiredOption('--node <node>', 'the node it serves')
+    .option(
+      '--data-dir <dir>',
+      "the node agent's data directory (default: under the Continuum home)",
+    )
+    .option(
+      '--ignore-interrupt',
+      "keep running on SIGINT and SIGHUP (how the agent starts it: Ctrl-C at the agent's terminal leaves mounts up)",
+    )
+    .action(async (opts: { node: string; dataDir?: string; ignoreInterrupt?: boolean }) => {
+      const dataDir = resolve(opts.dataDir ?? join(continuumHome(), 'nodes', opts.node));
+      const logger = streamLogger({ name: `volume-server ${opts.node}` });
+      const server = await VolumeServer.start({ node: opts.node, dataDir, logger });
+      const pidFile = join(dataDir, 'run', 'volume-server.pid');
+      writeFileSync(pidFile, `${process.pid}\n`);
+      let closing = false;
+      const stop = (signal: string) => {
+        if (closing) return;
+        closing = true;
+        logger.log('info', 'volume server stopping', { signal });
+        void server.close().then(() => {
+          rmSync(pidFile, { force: true });
+          process.exit(0);
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      for (const signal of ['SIGINT', 'SIGHUP'] as const) {
+        process.on(signal, () =>
+          opts.ignoreInterrupt === true
+            ? logger.log('info', 'ignoring the signal: stop the volume server with SIGTERM', {
+                signal,
+              })
+            : stop(signal),
+        );
+      }
+    });
+
   withLocalOptions(volume.command('import <file> <name>'))
     .description(
       'import a raw or qcow2 file as a golden image (--image) or as a new volume (default)',

@@ -4,10 +4,11 @@
 // on first use); after the instance stops, it detaches them. The order is the safety: a volume is
 // mounted before the process sees it and unmounted only after the process is gone.
 //
-// The NBD server runs inside the agent, so an agent restart ends the connections under every
-// mount. An instance found alive after a restart whose volumes came from an earlier server
-// incarnation is therefore stopped, detached and reported ended; the controller starts it again on
-// this node with fresh mounts. Flushed data is safe throughout (docs/volume-attach.md).
+// The NBD server is the node's volume server, a process of its own that outlives agent restarts:
+// an agent restarted after a crash finds the instances' mounts whole and keeps them. Only when the
+// volume server itself restarted (a new incarnation; its connections under the mounts are gone)
+// is an instance found alive stopped, detached and reported ended, so the controller starts it
+// again on this node with fresh mounts. Flushed data is safe throughout (docs/volumes.md).
 import { join } from 'node:path';
 import type { Logger } from '../../core/ports.js';
 import type { WorkloadSpec } from '../../core/spec.js';

@@ -1,16 +1,24 @@
 // One process at a time owns a store directory: two engines appending to one journal would
 // corrupt it. The lock is a file holding the owner's process id, created exclusively. Node has no
 // flock(), so a lock left by a process that died (a SIGKILL, a crash) is recognised by its process
-// id no longer running and taken over.
+// id no longer running (or left as a zombie nobody reaped) and taken over.
+import { readFileSync } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { volumeError } from './engine-errors.js';
 
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed owner whose parent has not reaped it yet (a zombie) still answers kill(pid, 0).
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // No /proc: trust kill().
   }
 }
 
