@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { isProcessAlive } from '../src/agent/drivers/process/proc-fs.js';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
 import { cliPath, TestCluster, waitFor } from './harness/cluster.js';
 
@@ -44,16 +45,6 @@ interface Volume {
 
 interface ApiError {
   error: { code: string; message: string };
-}
-
-/** Alive and not a zombie waiting for its parent. */
-function processLives(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 function mounted(path: string): boolean {
@@ -284,7 +275,7 @@ describe('volumes on a real agent', { skip }, () => {
       readFileSync(join(cluster.nodeDir('node-1'), 'run', 'volume-server.pid'), 'utf8'),
     );
     process.kill(serverPid, 'SIGKILL');
-    await waitFor('the volume server to die', 10_000, () => !processLives(serverPid));
+    await waitFor('the volume server to die', 10_000, () => !isProcessAlive(serverPid));
     cluster.signalProcess('node-1', 'SIGKILL');
     await cluster.waitExit('node-1');
     await cluster.startAgent({ name: 'node-1', role: 'production' }).catch(agentLogTail);

@@ -1,6 +1,7 @@
 // The agent daemon: joins the controller with a token, reports inventory and usage, runs its
-// instances through the process driver, serves this node's volumes over NBD and mounts them into
-// the instances that declare them, and writes its PID where `continuum up` and tests find it.
+// instances through the process driver, starts (or finds) this node's volume server and mounts
+// volumes into the instances that declare them, and writes its PID where `continuum up` and tests
+// find it.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +40,6 @@ export interface AgentDaemonOptions {
 export interface RunningAgent {
   core: AgentCore;
   session: AgentSession;
-  volumes: VolumeServerClient;
   close(): Promise<void>;
 }
 
@@ -204,7 +204,6 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   return {
     core,
     session,
-    volumes,
     async close() {
       session.close();
       core.detach();

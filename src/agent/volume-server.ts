@@ -144,14 +144,15 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   ensure(volume: { name: string; sizeMiB: number }): Promise<NbdTarget> {
     return this.serial(async () => {
       const sizeBytes = volume.sizeMiB * mebibyte;
-      const known = (await this.store.list()).find((v) => v.name === volume.name);
-      if (known === undefined) {
+      // Every live volume is open here, so an unknown name is a volume this node does not have.
+      if (!this.devices.has(volume.name)) {
         await this.store.create(volume.name, sizeBytes);
+        await this.openDevice(volume.name);
         this.options.logger.log('info', 'created volume on first use', {
           volume: volume.name,
           sizeMiB: volume.sizeMiB,
         });
-      } else if (known.sizeBytes < sizeBytes) {
+      } else if (this.devices.get(volume.name)!.sizeBytes < sizeBytes) {
         // The device grows; the file system on it keeps its size until resized (resize2fs).
         await this.store.grow(volume.name, sizeBytes);
         this.options.logger.log('info', 'grew volume to the size its spec asks', {
@@ -159,7 +160,6 @@ export class VolumeServer implements VolumeService, VolumeProvider {
           sizeMiB: volume.sizeMiB,
         });
       }
-      await this.openDevice(volume.name);
       return { socketPath: this.socketPath, exportName: volume.name };
     });
   }
@@ -182,11 +182,6 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   setAttached(name: string, attached: boolean): void {
     if (attached) this.attached.add(name);
     else this.attached.delete(name);
-  }
-
-  /** NBD requests, bytes and errors so far. */
-  counters() {
-    return this.nbd.counters();
   }
 
   /** Drains NBD connections, closes every volume (flushing it) and releases the store. */

@@ -3,8 +3,7 @@
 // operation that touches several names commits at one instant. Layer files are created before the
 // commit that names them and deleted after the commit that drops them; files the catalog does not
 // name are leftovers of a crash and are removed at open.
-import { readFile } from 'node:fs/promises';
-import { replaceFileAtomically } from './file-io.js';
+import { readJsonFile, replaceFileAtomically } from './file-io.js';
 import { volumeError } from './engine-errors.js';
 
 export interface LayerRecord {
@@ -43,19 +42,8 @@ export function emptyCatalog(blockSizeBytes: number): Catalog {
 }
 
 export async function loadCatalog(filePath: string): Promise<Catalog | null> {
-  let text: string;
-  try {
-    text = await readFile(filePath, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw volumeError('CONTINUUM_ERR_VOLUME_CORRUPT', `catalog ${filePath} is not JSON`, error);
-  }
+  const parsed = await readJsonFile(filePath, `catalog ${filePath}`);
+  if (parsed === undefined) return null;
   const catalog = checkShape(parsed, filePath);
   checkReferences(catalog, filePath);
   return catalog;

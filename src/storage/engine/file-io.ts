@@ -6,6 +6,7 @@
 // close-on-GC warnings, and short reads and writes are handled here, in one place.
 import fs from 'node:fs';
 import path from 'node:path';
+import { ContinuumError } from '../../core/errors.js';
 
 export function openFile(filePath: string, flags: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -107,4 +108,28 @@ export async function replaceFileAtomically(filePath: string, contents: Buffer):
   }
   await fs.promises.rename(temporary, filePath);
   await syncDirectory(path.dirname(filePath));
+}
+
+/**
+ * The JSON value in a small state file (catalog, replica meta), or undefined when there is no file
+ * (a file holding `null` is not mistaken for a missing one). A
+ * file that is not JSON is VOLUME_CORRUPT, named `what` (like "catalog /x/catalog.json").
+ */
+export async function readJsonFile(filePath: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(filePath, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new ContinuumError(
+      'CONTINUUM_ERR_VOLUME_CORRUPT',
+      `${what} is not JSON (${(error as Error).message})`,
+      { details: { path: filePath }, cause: error },
+    );
+  }
 }

@@ -2,8 +2,8 @@
 // corrupt it. The lock is a file holding the owner's process id, created exclusively. Node has no
 // flock(), so a lock left by a process that died (a SIGKILL, a crash) is recognised by its process
 // id no longer running (or left as a zombie nobody reaped) and taken over.
-import { readFileSync } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
+import { readProcStat } from '../../agent/drivers/process/proc-fs.js';
 import { volumeError } from './engine-errors.js';
 
 function isRunning(pid: number): boolean {
@@ -13,13 +13,8 @@ function isRunning(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
   // A killed owner whose parent has not reaped it yet (a zombie) still answers kill(pid, 0).
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return true; // No /proc: trust kill().
-  }
+  const stat = readProcStat(pid);
+  return stat === null || (stat.state !== 'Z' && stat.state !== 'X');
 }
 
 export async function acquireStoreLock(lockPath: string): Promise<() => Promise<void>> {

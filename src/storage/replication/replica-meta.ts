@@ -8,12 +8,11 @@
 // are pure (CONVENTIONS.md item 1): ids come from an injected random source, and only
 // loadReplicaMeta and saveReplicaMeta touch the disk. The file sits beside the volume's catalog
 // and is replaced atomically, like the catalog.
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { ContinuumError } from '../../core/errors.js';
 // Imported from the module rather than the engine's index: the atomic-replace idiom is shared
 // infrastructure, not part of the engine's public surface for the NBD server and the CLI.
-import { replaceFileAtomically } from '../engine/file-io.js';
+import { readJsonFile, replaceFileAtomically } from '../engine/file-io.js';
 
 /** Generations a node remembers; a replica whose newest one dropped off needs a full resync. */
 export const generationHistoryMax = 64;
@@ -75,19 +74,8 @@ export async function loadReplicaMeta(
   filePath: string,
   options: { volume?: string } = {},
 ): Promise<ReplicaMeta | null> {
-  let text: string;
-  try {
-    text = await readFile(filePath, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    throw corrupt(filePath, `is not JSON (${(error as Error).message})`, error);
-  }
+  const parsed = await readJsonFile(filePath, `replica meta ${filePath}`);
+  if (parsed === undefined) return null;
   const result = fileSchema.safeParse(parsed);
   if (!result.success) {
     const issue = result.error.issues[0];

@@ -8,15 +8,14 @@ import { ContinuumError, isContinuumError } from '../../core/errors.js';
 import { mulberry32 } from '../../sim/rng.js';
 import {
   encode,
-  FrameDecoder,
   REPLICATION_MAGIC,
   replicationHeaderBytes,
   replicationMessageBytesMax,
   replicationMessageTypes,
-  type FrameDecoderOptions,
   type ReplicationMessage,
   type ReplicationMessageType,
 } from './wire.js';
+import { FrameDecoder, type FrameDecoderOptions } from './wire-decode.js';
 
 const bytesOf = (message: ReplicationMessage) => Buffer.concat(encode(message));
 
