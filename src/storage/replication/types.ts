@@ -123,6 +123,11 @@ export interface PrimaryOptions {
   readonly membership: VolumeMembership;
   readonly connect: LinkConnector;
   readonly report: (report: PrimaryReport) => void;
+  /**
+   * The deliberately broken rule for the simulator's self-test: answer mutations once written
+   * locally, without waiting for the ISR. Never set outside src/sim.
+   */
+  readonly unsafeAckBeforeIsr?: boolean;
 }
 
 export type ReplicaState = 'connecting' | 'in-sync' | 'outdated' | 'resyncing' | 'caught-up';
@@ -189,4 +194,13 @@ export interface ReplicaHandle {
   accept(link: ReplicationLink, open: ReplOpenInfo): void;
   /** Closes every link; the local device stays open (the caller owns it). */
   close(): Promise<void>;
+}
+
+/**
+ * The agent's side of the node's volume server for replicated volumes: the full set of duties of
+ * this node (anything not listed is closed: a primary stops serving, a replica stops accepting).
+ * Reports come back through the callback given when the port was made.
+ */
+export interface VolumeDutyPort {
+  setDuties(duties: readonly VolumeDuty[]): void;
 }
