@@ -5,7 +5,14 @@ import type { InstanceStatus } from '../core/model.js';
 import { isContinuumError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
 import type { VolumeRequest, VolumeService } from '../core/volumes.js';
-import type { AgentMessage, Assignment, ControllerMessage } from '../core/protocol.js';
+import type {
+  AgentMessage,
+  Assignment,
+  ControllerMessage,
+  PrimaryReportMessage,
+  VolumeDutyMessage,
+} from '../core/protocol.js';
+import type { VolumeDutyPort } from '../storage/replication/types.js';
 import type { AgentState } from './agent-state.js';
 import type { Driver, InstanceHandle } from './drivers/driver.js';
 import { InstanceRunner } from './instance-runner.js';
@@ -44,6 +51,8 @@ export interface AgentCoreOptions {
   checkEpochs?: boolean;
   /** This node's volumes; an agent without them answers every volume request with an error. */
   volumes?: VolumeService;
+  /** This node's replicated volumes (primaries and replicas), told every duty set taken. */
+  replication?: VolumeDutyPort;
   send(message: AgentMessage): void;
 }
 
@@ -54,6 +63,8 @@ export class AgentCore {
   /** Store revision of the newest assignment set taken; older sets arrive late and are ignored. */
   private appliedRevision = 0;
   private reportSeq = 0;
+  /** Instances stopped because their volume was fenced: never started again at that epoch. */
+  private readonly fenced = new Map<string, number>();
 
   constructor(private readonly options: AgentCoreOptions) {
     this.state = options.env.loadState();
@@ -119,7 +130,7 @@ export class AgentCore {
       }
       this.appliedRevision = message.revision;
       this.chain = this.chain
-        .then(() => this.apply(message.assignments, message.epochs))
+        .then(() => this.apply(message.assignments, message.epochs, message.volumes))
         .catch((err: unknown) =>
           this.options.logger.log('error', 'applying assignments failed', { error: String(err) }),
         );
@@ -172,7 +183,39 @@ export class AgentCore {
     return this.chain;
   }
 
-  private async apply(assignments: Assignment[], epochs: Record<string, number>): Promise<void> {
+  /**
+   * A report of this node's volume server about a primary it runs: passed on to the controller; a
+   * fenced primary's instance is stopped at once (ARCHITECTURE.md section 3, item 5).
+   */
+  volumeReport(report: PrimaryReportMessage): void {
+    this.options.send({ type: 'volume-report', report });
+    if (report.kind !== 'fenced') return;
+    for (const [workload, runner] of this.runners) {
+      const uses = runner.spec.volumes.some((v) => v.name === report.volume);
+      if (!uses || runner.epoch !== report.epoch) continue;
+      this.fenced.set(workload, runner.epoch);
+      this.options.logger.log('warn', 'volume fenced: stopping its instance', {
+        workload,
+        volume: report.volume,
+        epoch: report.epoch,
+        reason: report.reason,
+      });
+      this.chain = this.chain
+        .then(() => runner.stop(`volume ${report.volume} is fenced: ${report.reason}`))
+        .catch((err: unknown) =>
+          this.options.logger.log('error', 'stopping a fenced instance failed', {
+            workload,
+            error: String(err),
+          }),
+        );
+    }
+  }
+
+  private async apply(
+    assignments: Assignment[],
+    epochs: Record<string, number>,
+    duties: VolumeDutyMessage[] = [],
+  ): Promise<void> {
     if (this.options.checkEpochs !== false) this.learnEpochs(epochs);
     const wanted = new Map<string, Assignment>();
     // A stale assignment comes from a view older than this node's: it neither starts anything nor
@@ -207,7 +250,13 @@ export class AgentCore {
       delete this.state.instances[workload];
       this.persist();
     }
-    for (const a of wanted.values()) await this.ensure(a);
+    // After the stops (an old primary's instance unmounts first), before the starts (a new
+    // primary is opened before its instance mounts it).
+    this.options.replication?.setDuties(duties);
+    for (const a of wanted.values()) {
+      if (this.fenced.get(a.workload) === a.epoch) continue;
+      await this.ensure(a);
+    }
   }
 
   private learnEpochs(epochs: Record<string, number>): void {

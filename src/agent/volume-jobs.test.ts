@@ -97,7 +97,7 @@ describe('volume jobs', () => {
         /volume job: file: expected an absolute file path/,
       );
       await assert.rejects(
-        submitVolumeJob(dir, { op: 'export', source: 'missing', file: '/tmp/x' }, () => {}),
+        submitVolumeJob(dir, { op: 'export', source: 'missing', file: join(dir, 'missing.raw') }, () => {}),
         (error: Error & { code?: string }) => error.code === 'CONTINUUM_ERR_VOLUME_NOT_FOUND',
       );
     });

@@ -20,7 +20,9 @@ import { decide } from './failover/decide.js';
 import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
-import { assignmentsByNode, epochsByNode, routesOf } from './views.js';
+import { dutiesByNode } from './replication/duties.js';
+import { volumeReport } from './replication/reports.js';
+import { assignmentsByNode, epochsByNode, handoffWaits, routesOf } from './views.js';
 import { VolumeRpc } from './volume-rpc.js';
 
 export interface ControllerOptions {
@@ -31,6 +33,8 @@ export interface ControllerOptions {
   controllerId: string;
   /** Makes the cluster id at first start (the shell passes randomUUID). */
   newClusterId: () => string;
+  /** The simulator's deliberately broken build only (failover/decide.ts DecideOptions). */
+  unsafePromoteOutdated?: boolean;
 }
 
 export class Controller {
@@ -49,6 +53,7 @@ export class Controller {
   private encodedRoutes = '';
   private readonly routeListeners = new Set<(table: RouteTable) => void>();
   private readonly newClusterId: () => string;
+  private readonly unsafePromoteOutdated: boolean;
   private cached: ClusterState | undefined;
   private cacheGeneration = 0;
   /** What the last publish was computed from, so an unchanged pass sends nothing. */
@@ -68,6 +73,7 @@ export class Controller {
     this.logger = options.logger;
     this.controllerId = options.controllerId;
     this.newClusterId = options.newClusterId;
+    this.unsafePromoteOutdated = options.unsafePromoteOutdated ?? false;
   }
 
   async start(): Promise<void> {
@@ -147,6 +153,7 @@ export class Controller {
           lastHeartbeatAt: this.sessions.lastHeartbeatAt,
         },
         this.config,
+        { unsafePromoteOutdated: this.unsafePromoteOutdated },
       );
       let wrote = false;
       for (const decision of decisions) {
@@ -191,6 +198,7 @@ export class Controller {
     this.published = { state, sessionsVersion: this.sessions.version };
     const epochs = epochsByNode(state);
     const sets = assignmentsByNode(state);
+    const duties = dutiesByNode(state, handoffWaits(state));
     const now = this.clock.now();
     for (const node of this.sessions.connectedNodes()) {
       this.sessions.sendAssignments(
@@ -200,6 +208,7 @@ export class Controller {
           revision: state.revision,
           assignments: sets.get(node) ?? [],
           epochs: epochs.get(node) ?? {},
+          volumes: duties.get(node) ?? [],
         },
         now,
       );
@@ -257,6 +266,8 @@ export class Controller {
       await this.instanceReport(message.status, now);
     } else if (message.type === 'volume-reply') {
       this.volumes.reply(node, message);
+    } else if (message.type === 'volume-report') {
+      await this.exclusive(() => volumeReport(this, node, message.report, now));
     } else {
       await this.store.appendEvents([
         {
@@ -327,6 +338,9 @@ export class Controller {
       ...fromAgent,
       address: hello.address,
       inventory: hello.inventory,
+      ...(hello.replicationAddress === undefined
+        ? {}
+        : { replicationAddress: hello.replicationAddress }),
     };
     const events =
       existing === undefined

@@ -45,6 +45,13 @@ function waitsForHandoff(
   });
 }
 
+/** Whether a workload's new owner still waits for the old instance to stop (planned moves). */
+export function handoffWaits(state: ViewState): (w: WorkloadRecord) => boolean {
+  const byWorkload = instancesByWorkload(state.instances);
+  const liveness = new Map(state.nodes.map((n) => [n.name, n.liveness]));
+  return (w) => waitsForHandoff(w, byWorkload.get(w.name) ?? [], liveness);
+}
+
 /** The full set of instances each node must run (anything else it runs must stop), in one pass. */
 export function assignmentsByNode(state: ViewState): Map<string, Assignment[]> {
   const byWorkload = instancesByWorkload(state.instances);

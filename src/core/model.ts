@@ -41,6 +41,8 @@ export interface NodeRecord {
   labels: Record<string, string>;
   /** Where this node's instances are reachable (the redirector connects here). */
   address: string;
+  /** Where this node's volume server accepts replication links ("host:port"), if it does. */
+  replicationAddress?: string;
   /** True when the node is named in an applied spec (the spec's role, capacity and labels win). */
   declared: boolean;
   liveness: NodeLiveness;
@@ -74,6 +76,23 @@ export interface Transition {
 /** Derived for display from the record and its instance; never stored. */
 export type WorkloadPhase = 'pending' | 'starting' | 'active' | 'degraded' | 'moving';
 
+/**
+ * Where the copies of one replicated volume are and which may be promoted (docs/replication.md).
+ * Kept in the workload's record, so a failover changes the owner, the epoch and the in-sync set in
+ * one conditional write.
+ */
+export interface VolumeReplicaRecord {
+  sizeBytes: number;
+  /** Every node holding a copy, in sync or not. */
+  replicas: string[];
+  /** In sync: each acks every write; only these may be promoted. Contains the owner. */
+  isr: string[];
+  /** Copies outside the ISR, since when and why (a new copy is outdated until resynced). */
+  outdated: Record<string, { since: number; reason: string }>;
+  /** Raised at every change of `isr`; a primary acts only on a membership newer than its own. */
+  isrVersion: number;
+}
+
 export interface WorkloadRecord {
   name: string;
   spec: WorkloadSpec;
@@ -86,6 +105,8 @@ export interface WorkloadRecord {
   transition?: Transition;
   /** Nodes this workload must avoid (its remediation ladder gave up there), until the given time. */
   avoid: { node: string; until: number }[];
+  /** Replicated volumes by name; absent until the workload is first placed. */
+  volumes?: Record<string, VolumeReplicaRecord>;
   /** Why the last attempt to place or move it failed, kept so the journal says it once, not every tick. */
   blockedReason?: string;
   updatedAt: number;

@@ -54,6 +54,8 @@ export const agentHelloSchema = z.object({
     agentVersion: z.string().max(64),
     agentPid: z.number().int().positive(),
   }),
+  /** Where this node's volume server accepts replication links ("host:port"), if it does. */
+  replicationAddress: z.string().min(1).max(255).optional(),
   /** The cluster this agent joined before, if any; a controller of another cluster is refused. */
   clusterId: z.string().max(128).optional(),
   instances: z.array(instanceStatusSchema).max(10_000),
@@ -90,6 +92,41 @@ export const agentRejectSchema = z.object({
   message: z.string().max(4096),
 });
 
+const counter = z.number().int().nonnegative();
+
+/** What a primary volume server reports to the controller (src/storage/replication/types.ts). */
+export const primaryReportSchema = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.enum(['unresponsive', 'caught-up']),
+    volume: nameSchema,
+    epoch: counter,
+    node: nameSchema,
+    isrVersion: counter,
+  }),
+  z.object({
+    kind: z.literal('fenced'),
+    volume: nameSchema,
+    epoch: counter,
+    reason: z.string().max(4096),
+  }),
+  z.object({
+    kind: z.literal('resync'),
+    volume: nameSchema,
+    epoch: counter,
+    node: nameSchema,
+    mode: z.enum(['delta', 'full', 'verify']),
+    bytesCopied: counter,
+    bytesToCopy: counter,
+    blocksCompared: counter,
+    done: z.boolean(),
+  }),
+]);
+
+export const agentVolumeReportSchema = z.object({
+  type: z.literal('volume-report'),
+  report: primaryReportSchema,
+});
+
 /** The answer to a volume-request, matched by id. */
 export const agentVolumeReplySchema = z.discriminatedUnion('ok', [
   z.object({
@@ -113,9 +150,23 @@ export const agentMessageSchema = z.union([
     agentHeartbeatSchema,
     agentInstanceSchema,
     agentRejectSchema,
+    agentVolumeReportSchema,
   ]),
   agentVolumeReplySchema,
 ]);
+
+/** One replicated volume this node serves as primary or holds as a replica. */
+export const volumeDutySchema = z.object({
+  volume: nameSchema,
+  sizeBytes: z.number().int().positive(),
+  role: z.enum(['primary', 'replica']),
+  epoch: z.number().int().positive(),
+  membership: z.object({
+    replicas: z.array(z.object({ node: nameSchema, address: z.string().max(255) })).max(16),
+    isr: z.array(nameSchema).max(16),
+    isrVersion: counter,
+  }),
+});
 
 export const assignmentSchema = z.object({
   workload: nameSchema,
@@ -142,6 +193,8 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
      * epochs from them first, so a delayed or duplicated older set can never restart a moved workload.
      */
     epochs: z.record(z.string(), z.number().int().nonnegative()),
+    /** Every replicated volume this node serves or holds; any other it has is closed. */
+    volumes: z.array(volumeDutySchema).max(10_000).optional(),
   }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
   /** One operation on this node's volumes; the agent answers with a volume-reply of the same id. */
@@ -155,6 +208,8 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
 export type AgentHello = z.infer<typeof agentHelloSchema>;
 export type AgentHeartbeat = z.infer<typeof agentHeartbeatSchema>;
 export type AgentMessage = z.infer<typeof agentMessageSchema>;
+export type VolumeDutyMessage = z.infer<typeof volumeDutySchema>;
+export type PrimaryReportMessage = z.infer<typeof primaryReportSchema>;
 export type AgentVolumeReply = z.infer<typeof agentVolumeReplySchema>;
 export type Assignment = z.infer<typeof assignmentSchema>;
 export type ControllerMessage = z.infer<typeof controllerMessageSchema>;

@@ -164,7 +164,44 @@ const malformed: MalformedCase[] = [
       s.workloads[0].volumes = [volume];
       s.workloads[1].volumes = [volume];
     },
-    expected: [[`${w1}.volumes[0].name`, /duplicate volume \(node\/name\) "n1\/data"/]],
+    expected: [
+      [
+        `${w1}.volumes[0].name`,
+        /duplicate volume \(node\/name, or name for a replicated one\) "n1\/data"/,
+      ],
+    ],
+  },
+  {
+    name: 'replicated volumes: a node named, a local one beside it',
+    mutate: (s) => {
+      s.workloads[0].volumes = [
+        { name: 'data', node: 'n1', replicas: 2, sizeMiB: 64, mountPath: '/srv/data' },
+        { name: 'logs', node: 'n1', sizeMiB: 64, mountPath: '/srv/logs' },
+      ];
+    },
+    expected: [
+      [
+        `${w0}.volumes[1].replicas`,
+        /expected every volume of a workload to be replicated, or none/,
+      ],
+      [`${w0}.volumes[0].node`, /expected no node: the controller places the 2 copies/],
+    ],
+  },
+  {
+    name: 'a replica count out of range',
+    mutate: (s) =>
+      (s.workloads[1].volumes = [
+        { name: 'data', replicas: 9, sizeMiB: 64, mountPath: '/srv/data' },
+      ]),
+    expected: [[`${w1}.volumes[0].replicas`, /expected a replica count between 1 and 5, got 9/]],
+  },
+  {
+    name: 'a volume without replicas and without a node',
+    mutate: (s) =>
+      (s.workloads[0].volumes = [{ name: 'data', sizeMiB: 64, mountPath: '/srv/data' }]),
+    expected: [
+      [`${w0}.volumes[0].node`, /expected the node that holds the volume \(or replicas: 2/],
+    ],
   },
   {
     name: 'a string for a port',

@@ -2,7 +2,13 @@
 // that no single field can check (duplicates, dangling references, impossible placements).
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
-import { clusterSpecSchema, type Capacity, type ClusterSpec, type WorkloadSpec } from './spec.js';
+import {
+  clusterSpecSchema,
+  isReplicated,
+  type Capacity,
+  type ClusterSpec,
+  type WorkloadSpec,
+} from './spec.js';
 
 export interface SpecProblem {
   /** Where the problem is, e.g. `workloads[0].probes[1].endpoint`. */
@@ -173,9 +179,12 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
     .map((e) => ({ host: e.host, port: e.port, path: `workload ${e.workload}` }));
   problems.push(
     ...duplicates(
-      spec.workloads.flatMap((w) => w.volumes.map((v) => `${v.node}/${v.name}`)),
+      // A replicated volume's name is taken on every node (its copies move between them).
+      spec.workloads.flatMap((w) =>
+        w.volumes.map((v) => (isReplicated(v) ? v.name : `${v.node ?? ''}/${v.name}`)),
+      ),
       (i) => volumePath(spec, i),
-      'volume (node/name)',
+      'volume (node/name, or name for a replicated one)',
     ),
   );
   spec.workloads.forEach((workload, i) => {
@@ -303,11 +312,34 @@ function checkVolumes(
       'mount path',
     ),
   );
+  const replicated = workload.volumes.filter(isReplicated);
+  if (replicated.length > 0 && replicated.length < workload.volumes.length) {
+    const i = workload.volumes.findIndex((v) => !isReplicated(v));
+    problems.push({
+      path: `${at}.volumes[${i}].replicas`,
+      message:
+        'expected every volume of a workload to be replicated, or none: a volume without replicas pins the workload to its node, a replicated one moves with it',
+    });
+  }
   const known = (node: string) => nodes.length === 0 || nodes.some((n) => n.name === node);
   // The other volumes are compared with the first one on a real node, so one typo is one problem.
-  const first = workload.volumes.find((v) => known(v.node));
+  const first = workload.volumes.find((v) => v.node !== undefined && known(v.node));
   workload.volumes.forEach((volume, i) => {
-    if (!known(volume.node)) {
+    if (isReplicated(volume)) {
+      if (volume.node !== undefined)
+        problems.push({
+          path: `${at}.volumes[${i}].node`,
+          message: `expected no node: the controller places the ${volume.replicas} copies of a replicated volume`,
+        });
+      return;
+    }
+    if (volume.node === undefined) {
+      problems.push({
+        path: `${at}.volumes[${i}].node`,
+        message:
+          'expected the node that holds the volume (or replicas: 2 or more for a replicated volume)',
+      });
+    } else if (!known(volume.node)) {
       problems.push({
         path: `${at}.volumes[${i}].node`,
         message: `expected a declared node, got "${volume.node}"`,

@@ -184,14 +184,26 @@ export const processSpecSchema = z.strictObject({
 /** The largest volume a spec may ask for: 16 TiB, in MiB. */
 export const volumeSizeMiBMax = 16 * 1024 * 1024;
 
+/** Copies a replicated volume may have (the primary's included). */
+export const volumeReplicasMax = 5;
+
 /**
- * A block volume mounted into a `process` instance. Until replicated volumes land, a volume lives
- * on one node, and the workload can run only there: it restarts in place but cannot fail over.
+ * A block volume mounted into a `process` instance. With `replicas: 1` (the default) it lives on
+ * the one `node` named, and the workload can run only there: it restarts in place but cannot fail
+ * over. With `replicas` of 2 or more the controller places the copies on distinct nodes, every
+ * write is answered only once each in-sync copy has it (mode `sync`), and the workload fails over
+ * to a node holding an in-sync copy (docs/replication.md).
  */
 export const volumeMountSpecSchema = z.strictObject({
   name: nameSchema,
-  node: nameSchema,
+  node: nameSchema.optional(),
   sizeMiB: wholeNumber('a size in MiB', 1, volumeSizeMiBMax),
+  replicas: wholeNumber('a replica count', 1, volumeReplicasMax).default(1),
+  mode: z
+    .literal('sync', { error: 'expected "sync" (asynchronous replication comes later)' })
+    .default('sync'),
+  /** Put each copy on a different site (as far as there are sites with nodes up). */
+  spreadSites: z.boolean({ error: 'expected true or false' }).default(false),
   mountPath: z
     .string({ error: 'expected an absolute directory path' })
     .regex(/^\/(?:[^\0]*[^/\0])?$/, {
@@ -200,6 +212,11 @@ export const volumeMountSpecSchema = z.strictObject({
     .max(4096, { error: 'expected a path of at most 4096 characters' }),
   fileSystem: z.literal('ext4', { error: 'expected "ext4"' }).default('ext4'),
 });
+
+/** Whether a volume is replicated (placed by the controller) rather than pinned to one node. */
+export function isReplicated(volume: { replicas: number }): boolean {
+  return volume.replicas > 1;
+}
 
 export const workloadSpecSchema = z.strictObject({
   name: nameSchema,

@@ -3,6 +3,7 @@
 // decisions`: no clock, no randomness, no I/O (CONVENTIONS.md item 1). The shell applies them in
 // order, each as a conditional write that raises the workload's epoch before any agent hears of it.
 import type {
+  VolumeReplicaRecord,
   InstanceRecord,
   NodeLiveness,
   NodeRecord,
@@ -12,6 +13,14 @@ import type {
 import type { DetectionConfig } from '../config.js';
 import { applyMoves } from '../scheduler/capacity.js';
 import { place, type PlacementPurpose, type SchedulerSnapshot } from '../scheduler/place.js';
+import {
+  copiesPerNode,
+  initialRecords,
+  inSyncNodes,
+  recordsAfterMove,
+  type ReplicaNodeView,
+} from '../replication/volume-records.js';
+import { restoreRedundancy } from '../replication/redundancy.js';
 
 export interface DecideSnapshot {
   now: number;
@@ -42,6 +51,15 @@ export type Decision =
       failedAt?: number;
       /** Nodes to avoid from now on (the node where the ladder gave up). */
       avoidNode?: string;
+      /** The workload's replicated volumes after the move, written with it. */
+      volumes?: Record<string, VolumeReplicaRecord>;
+    }
+  /** Replicated volumes change without a move: a lost copy replaced, a surplus one released. */
+  | {
+      type: 'volumes';
+      workload: string;
+      volumes: Record<string, VolumeReplicaRecord>;
+      reason: string;
     }
   | { type: 'restart'; workload: string; reason: string }
   | { type: 'blocked'; workload: string; reason: string };
@@ -59,8 +77,20 @@ export function livenessOf(
   return snapshot.lastHeartbeatAt[node.name] === undefined ? node.liveness : 'up';
 }
 
+export interface DecideOptions {
+  /**
+   * The deliberately broken rule for the simulator's self-test: fail over to any node, ignoring
+   * which ones hold an in-sync copy. Never set outside src/sim.
+   */
+  unsafePromoteOutdated?: boolean;
+}
+
 /** Liveness first, then owners, in priority order so the most important workloads pick first. */
-export function decide(snapshot: DecideSnapshot, config: DetectionConfig): Decision[] {
+export function decide(
+  snapshot: DecideSnapshot,
+  config: DetectionConfig,
+  options: DecideOptions = {},
+): Decision[] {
   const decisions: Decision[] = [];
   const liveness = new Map<string, NodeLiveness>();
   for (const node of snapshot.nodes) {
@@ -77,23 +107,68 @@ export function decide(snapshot: DecideSnapshot, config: DetectionConfig): Decis
       });
     }
   }
-  const scheduler = schedulerSnapshot(snapshot, liveness);
+  const scheduler = schedulerSnapshot(snapshot, liveness, options);
+  const views = replicaViews(snapshot, liveness);
+  const held = copiesPerNode(snapshot.workloads);
   const ordered = [...snapshot.workloads].sort(
     (a, b) =>
       b.spec.availability.priority - a.spec.availability.priority || a.name.localeCompare(b.name),
   );
   for (const workload of ordered) {
     const decision = decideWorkload(snapshot, workload, liveness, scheduler);
-    if (decision === undefined) continue;
+    if (decision === undefined) {
+      const restored = restoreRedundancy(workload, views, held, snapshot.now);
+      if (restored !== undefined)
+        decisions.push({ type: 'volumes', workload: workload.name, ...restored });
+      continue;
+    }
+    for (const d of decision)
+      if (d.type === 'move') withVolumes(d, snapshot, liveness, views, held);
     decisions.push(...decision);
     applyToScheduler(scheduler, decision);
   }
   return decisions;
 }
 
+function replicaViews(
+  snapshot: DecideSnapshot,
+  liveness: Map<string, NodeLiveness>,
+): ReplicaNodeView[] {
+  return snapshot.nodes.map((n) => ({
+    name: n.name,
+    site: n.site,
+    role: n.role,
+    liveness: liveness.get(n.name) ?? n.liveness,
+    maintenance: n.maintenance,
+  }));
+}
+
+/** The replicated volumes that go with a move: first copies at placement, the ISR at a failover. */
+function withVolumes(
+  decision: Extract<Decision, { type: 'move' }>,
+  snapshot: DecideSnapshot,
+  liveness: Map<string, NodeLiveness>,
+  views: ReplicaNodeView[],
+  held: Map<string, number>,
+): void {
+  const workload = snapshot.workloads.find((w) => w.name === decision.workload);
+  if (workload === undefined || decision.toNode === null) return;
+  const volumes =
+    workload.volumes === undefined
+      ? initialRecords(workload.spec, decision.toNode, views, held)
+      : recordsAfterMove(
+          workload,
+          decision.toNode,
+          workload.node !== null && (liveness.get(workload.node) ?? 'down') === 'down',
+          snapshot.now,
+        );
+  if (volumes !== undefined) decision.volumes = volumes;
+}
+
 function schedulerSnapshot(
   snapshot: DecideSnapshot,
   liveness: Map<string, NodeLiveness>,
+  options: DecideOptions,
 ): SchedulerSnapshot {
   return {
     nodes: snapshot.nodes.map((n) => ({
@@ -104,7 +179,15 @@ function schedulerSnapshot(
       labels: n.labels,
       schedulable: liveness.get(n.name) === 'up' && !n.maintenance,
     })),
-    workloads: snapshot.workloads.map((w) => ({ name: w.name, spec: w.spec, node: w.node })),
+    workloads: snapshot.workloads.map((w) => {
+      const inSync = options.unsafePromoteOutdated ? undefined : inSyncNodes(w);
+      return {
+        name: w.name,
+        spec: w.spec,
+        node: w.node,
+        ...(inSync === undefined ? {} : { inSync }),
+      };
+    }),
   };
 }
 

@@ -5,6 +5,7 @@ import {
   type NodeRecord,
   type NewEvent,
   type Transition,
+  type VolumeReplicaRecord,
   type WorkloadRecord,
 } from '../../core/model.js';
 import type { TxnRequest } from '../../store/port.js';
@@ -30,6 +31,17 @@ export function decisionTxn(
       kind: 'workload.blocked',
       subject,
       message: decision.reason,
+    };
+    return { compares, puts: [{ key, value }], events: [event] };
+  }
+  if (decision.type === 'volumes') {
+    const value: WorkloadRecord = { ...workload, volumes: decision.volumes, updatedAt: now };
+    const event: NewEvent = {
+      at: now,
+      kind: 'volume.redundancy',
+      subject,
+      message: decision.reason,
+      data: { volumes: summarize(decision.volumes) },
     };
     return { compares, puts: [{ key, value }], events: [event] };
   }
@@ -70,6 +82,7 @@ export function decisionTxn(
     avoid,
     blockedReason: undefined,
     updatedAt: now,
+    ...(decision.volumes === undefined ? {} : { volumes: decision.volumes }),
   };
   delete value.blockedReason;
   const target = decision.toNode === null ? 'no node (pending)' : decision.toNode;
@@ -84,9 +97,20 @@ export function decisionTxn(
       fromNode: decision.fromNode,
       toNode: decision.toNode,
       failedAt: decision.failedAt,
+      ...(decision.volumes === undefined ? {} : { volumes: summarize(decision.volumes) }),
     },
   };
   return { compares, puts: [{ key, value }], events: [event] };
+}
+
+/** The part of the volume records an operator reads in the journal: who holds a copy, who is in sync. */
+function summarize(volumes: Record<string, VolumeReplicaRecord>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(volumes).map(([name, r]) => [
+      name,
+      { replicas: r.replicas, isr: r.isr, isrVersion: r.isrVersion },
+    ]),
+  );
 }
 
 function livenessTxn(

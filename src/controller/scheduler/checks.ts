@@ -35,6 +35,7 @@ export type Rejection =
   | { kind: 'excluded' }
   | { kind: 'current' }
   | { kind: 'volume'; node: string }
+  | { kind: 'outOfSync' }
   | { kind: 'labels'; missing: string[] }
   | { kind: 'site' }
   | { kind: 'antiAffinity'; workloads: string[] }
@@ -73,6 +74,8 @@ export function checkConstraints(
   const volumeNode = workload.spec.volumes[0]?.node;
   if (volumeNode !== undefined && volumeNode !== node.name)
     return { kind: 'volume', node: volumeNode };
+  if (workload.inSync !== undefined && !workload.inSync.includes(node.name))
+    return { kind: 'outOfSync' };
   const missing = Object.entries(placement.labels)
     .filter(([key, value]) => node.labels[key] !== value)
     .map(([key, value]) => `${key}=${value}`);

@@ -18,6 +18,7 @@ const kindOrder: Rejection['kind'][] = [
   'excluded',
   'current',
   'volume',
+  'outOfSync',
   'labels',
   'site',
   'antiAffinity',
@@ -42,6 +43,8 @@ function describeKind(context: PlacementContext, kind: Rejection['kind']): strin
       return 'its current node, which it is leaving';
     case 'volume':
       return `not ${context.workload.spec.volumes[0]?.node ?? 'its volume node'}, which holds its volumes (a volume without replicas stays on its node)`;
+    case 'outOfSync':
+      return `without an in-sync copy of its replicated volumes (in sync: ${context.workload.inSync?.join(', ') || 'none'})`;
     case 'labels':
       return `without labels ${formatLabels(placement.labels)}`;
     case 'site':
@@ -106,6 +109,8 @@ export function explainNode(context: PlacementContext, rejected: RejectedNode): 
       return `${head}: it is the workload's current node`;
     case 'volume':
       return `${head}: its volumes live on node ${rejection.node} and have no replicas`;
+    case 'outOfSync':
+      return `${head}: it holds no in-sync copy of the workload's replicated volumes (in sync: ${context.workload.inSync?.join(', ') || 'none'})`;
   }
 }
 

@@ -18,6 +18,11 @@ export interface SchedulerWorkload {
   spec: WorkloadSpec;
   /** current owner, or null */
   node: string | null;
+  /**
+   * Nodes holding an in-sync copy of every replicated volume of the workload, once it has any:
+   * only these may be promoted (ARCHITECTURE.md section 3, item 3). Absent: no constraint.
+   */
+  inSync?: readonly string[];
 }
 
 export interface SchedulerSnapshot {

@@ -1,0 +1,209 @@
+// The controller's replicated-volume decisions: copies placed at first placement, failover only to
+// a node holding an in-sync copy (the down owner leaves the ISR in the same write), redundancy
+// restored on a spare, surplus copies released, and what a primary's report changes.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { NodeRecord, WorkloadRecord } from '../../core/model.js';
+import { workloadSpecSchema } from '../../core/spec.js';
+import { defaultControllerConfig } from '../config.js';
+import { decide, type Decision } from '../failover/decide.js';
+import { dutiesByNode, recordsAfterReport } from './duties.js';
+
+const node = (name: string, role: 'production' | 'spare' = 'production'): NodeRecord => ({
+  name,
+  site: name.startsWith('b') ? 'b' : 'a',
+  role,
+  capacity: { cpu: 4, memoryMiB: 4096 },
+  labels: {},
+  address: '127.0.0.1',
+  replicationAddress: `${name}:7000`,
+  declared: true,
+  liveness: 'up',
+  livenessChangedAt: 0,
+  maintenance: false,
+});
+
+const kv = (owner: string | null, extra: Partial<WorkloadRecord> = {}): WorkloadRecord => ({
+  name: 'kv',
+  spec: workloadSpecSchema.parse({
+    name: 'kv',
+    driver: 'process',
+    process: { command: ['true'] },
+    resources: { cpu: 1, memoryMiB: 256 },
+    volumes: [{ name: 'data', sizeMiB: 64, replicas: 2, mountPath: '/srv/kv' }],
+  }),
+  epoch: owner === null ? 0 : 3,
+  node: owner,
+  restartNonce: 0,
+  avoid: [],
+  updatedAt: 0,
+  ...extra,
+});
+
+const record = (replicas: string[], isr: string[], isrVersion = 1) => ({
+  data: { sizeBytes: 64 * 1_048_576, replicas, isr, outdated: {}, isrVersion },
+});
+
+const config = defaultControllerConfig;
+const nodes = [node('n1'), node('n2'), node('s1', 'spare'), node('s2', 'spare')];
+const heartbeats = (now: number, down: string[] = []) =>
+  Object.fromEntries(nodes.map((n) => [n.name, down.includes(n.name) ? 0 : now - 10]));
+
+function moves(decisions: Decision[]) {
+  return decisions.filter((d): d is Extract<Decision, { type: 'move' }> => d.type === 'move');
+}
+
+describe('replicated volume decisions', () => {
+  it('places the copies at first placement, a spare first, all in sync', () => {
+    const [move] = moves(
+      decide(
+        {
+          now: 5_000,
+          startedAt: 0,
+          nodes,
+          workloads: [kv(null)],
+          instances: [],
+          lastHeartbeatAt: heartbeats(5_000),
+        },
+        config,
+      ),
+    );
+    assert.ok(move?.volumes);
+    const data = move.volumes.data!;
+    assert.equal(data.replicas[0], move.toNode);
+    assert.equal(data.replicas.length, 2);
+    assert.ok(
+      data.replicas.slice(1).every((n) => n.startsWith('s')),
+      'the second copy is on a spare',
+    );
+    assert.deepEqual(data.isr, data.replicas);
+  });
+
+  it('fails over only to the node with the in-sync copy, dropping the lost owner from the ISR', () => {
+    const now = 50_000;
+    const w = kv('n1', { volumes: record(['n1', 'n2'], ['n1', 'n2']) });
+    const decisions = decide(
+      {
+        now,
+        startedAt: 0,
+        nodes,
+        workloads: [w],
+        instances: [],
+        lastHeartbeatAt: heartbeats(now, ['n1']),
+      },
+      config,
+    );
+    const [move] = moves(decisions);
+    assert.equal(move?.toNode, 'n2', 'not a free spare: only n2 holds the data');
+    const data = move?.volumes?.data;
+    assert.deepEqual(data?.isr, ['n2']);
+    assert.deepEqual(Object.keys(data?.outdated ?? {}), ['n1']);
+    assert.equal(data?.isrVersion, 2);
+  });
+
+  it('refuses to promote an outdated copy, and says why; the broken build does it', () => {
+    const now = 50_000;
+    const w = kv('n1', { volumes: record(['n1', 'n2'], ['n1'], 4) });
+    const snapshot = {
+      now,
+      startedAt: 0,
+      nodes,
+      workloads: [w],
+      instances: [],
+      lastHeartbeatAt: heartbeats(now, ['n1']),
+    };
+    const safe = decide(snapshot, config);
+    assert.equal(
+      moves(safe).find((m) => m.toNode !== null),
+      undefined,
+    );
+    const blocked = safe.find((d) => d.type === 'blocked');
+    assert.match(blocked?.type === 'blocked' ? blocked.reason : '', /in-sync copy.*in sync: n1/);
+    const broken = decide(snapshot, config, { unsafePromoteOutdated: true });
+    assert.ok(moves(broken).some((m) => m.toNode !== null && m.toNode !== 'n1'));
+  });
+
+  it('restores redundancy on a spare after a failover, then releases the surplus copy', () => {
+    const now = 50_000;
+    const after = kv('n2', {
+      volumes: {
+        data: {
+          ...record(['n1', 'n2'], ['n2'], 2).data,
+          outdated: { n1: { since: 1, reason: 'down' } },
+        },
+      },
+    });
+    const added = decide(
+      {
+        now,
+        startedAt: 0,
+        nodes,
+        workloads: [after],
+        instances: [],
+        lastHeartbeatAt: heartbeats(now, ['n1']),
+      },
+      config,
+    ).find((d) => d.type === 'volumes');
+    assert.equal(added?.type, 'volumes');
+    const data = added?.type === 'volumes' ? added.volumes.data! : undefined;
+    assert.deepEqual(data?.replicas, ['n1', 'n2', 's1']);
+    assert.deepEqual(data?.isr, ['n2'], 'a new copy is not in sync until resynced');
+    const synced = kv('n2', {
+      volumes: {
+        data: { ...data, isr: ['n2', 's1'], outdated: { n1: { since: 1, reason: 'down' } } },
+      },
+    });
+    const released = decide(
+      {
+        now,
+        startedAt: 0,
+        nodes,
+        workloads: [synced],
+        instances: [],
+        lastHeartbeatAt: heartbeats(now, ['n1']),
+      },
+      config,
+    ).find((d) => d.type === 'volumes');
+    assert.equal(released?.type, 'volumes');
+    assert.deepEqual(released?.type === 'volumes' ? released.volumes.data?.replicas : [], [
+      'n2',
+      's1',
+    ]);
+  });
+
+  it('changes the ISR only on a current report from the owner', () => {
+    const w = kv('n1', { volumes: record(['n1', 'n2', 's1'], ['n1', 'n2']) });
+    const shrink = recordsAfterReport(
+      w,
+      'n1',
+      { kind: 'unresponsive', volume: 'data', epoch: 3, node: 'n2', isrVersion: 1 },
+      9,
+    );
+    assert.deepEqual(shrink?.volumes.data?.isr, ['n1']);
+    assert.equal(shrink?.volumes.data?.outdated.n2?.since, 9);
+    const grow = recordsAfterReport(
+      w,
+      'n1',
+      { kind: 'caught-up', volume: 'data', epoch: 3, node: 's1', isrVersion: 1 },
+      9,
+    );
+    assert.deepEqual(grow?.volumes.data?.isr, ['n1', 'n2', 's1']);
+    const report = { kind: 'unresponsive' as const, volume: 'data', node: 'n2' };
+    assert.equal(recordsAfterReport(w, 'n2', { ...report, epoch: 3, isrVersion: 1 }, 9), undefined);
+    assert.equal(recordsAfterReport(w, 'n1', { ...report, epoch: 2, isrVersion: 1 }, 9), undefined);
+    assert.equal(recordsAfterReport(w, 'n1', { ...report, epoch: 3, isrVersion: 0 }, 9), undefined);
+  });
+
+  it('gives the owner the primary duty and every other holder a replica duty at the epoch', () => {
+    const w = kv('n1', { volumes: record(['n1', 's1'], ['n1', 's1']) });
+    const duties = dutiesByNode({ nodes, workloads: [w] }, () => false);
+    assert.equal(duties.get('n1')?.[0]?.role, 'primary');
+    assert.equal(duties.get('s1')?.[0]?.role, 'replica');
+    assert.equal(duties.get('s1')?.[0]?.epoch, 3);
+    assert.deepEqual(duties.get('s1')?.[0]?.membership.replicas[1], {
+      node: 's1',
+      address: 's1:7000',
+    });
+    assert.equal(dutiesByNode({ nodes, workloads: [w] }, () => true).size, 0);
+  });
+});

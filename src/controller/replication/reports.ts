@@ -1,0 +1,62 @@
+// The shell around a primary's reports: each one that changes the in-sync set is written
+// conditionally on the workload's record (retried on a conflict, bounded), with its journal event;
+// fencing and finished resyncs are journaled. The pure part is duties.ts recordsAfterReport.
+import { keys, type NewEvent, type WorkloadRecord } from '../../core/model.js';
+import type { PrimaryReportMessage } from '../../core/protocol.js';
+import type { StateStore } from '../../store/port.js';
+import { recordsAfterReport } from './duties.js';
+
+interface ReportContext {
+  readonly store: StateStore;
+  readonly config: { readonly writeAttemptsMax: number };
+  poke(): void;
+}
+
+export async function volumeReport(
+  controller: ReportContext,
+  node: string,
+  report: PrimaryReportMessage,
+  now: number,
+): Promise<void> {
+  const subject = { kind: 'volume' as const, name: report.volume };
+  if (report.kind === 'fenced' || report.kind === 'resync') {
+    if (report.kind === 'resync' && !report.done) return;
+    const message =
+      report.kind === 'fenced'
+        ? `the primary on ${node} at epoch ${report.epoch} is fenced: ${report.reason}`
+        : `${report.mode} resync of ${report.node} done: ${report.bytesCopied} bytes copied, ${report.blocksCompared} blocks compared`;
+    const kind = report.kind === 'fenced' ? 'volume.fenced' : 'volume.resynced';
+    await controller.store.appendEvents([
+      { at: now, kind, subject, message, data: { node, ...report } },
+    ]);
+    return;
+  }
+  for (let attempt = 0; attempt < controller.config.writeAttemptsMax; attempt++) {
+    const workloads = await controller.store.range<WorkloadRecord>(keys.prefixes.workloads);
+    const entry = workloads.entries.find((e) => e.value.volumes?.[report.volume] !== undefined);
+    if (entry === undefined) return;
+    const change = recordsAfterReport(entry.value, node, report, now);
+    if (change === undefined) return;
+    const value: WorkloadRecord = { ...entry.value, volumes: change.volumes, updatedAt: now };
+    const event: NewEvent = {
+      at: now,
+      kind: report.kind === 'unresponsive' ? 'volume.isr-shrunk' : 'volume.isr-grown',
+      subject,
+      message: change.message,
+      data: {
+        primary: node,
+        node: report.node,
+        isrVersion: change.volumes[report.volume]?.isrVersion,
+      },
+    };
+    const result = await controller.store.txn({
+      compares: [{ key: entry.key, modRevision: entry.modRevision }],
+      puts: [{ key: entry.key, value }],
+      events: [event],
+    });
+    if (result.ok) {
+      controller.poke();
+      return;
+    }
+  }
+}
