@@ -3,13 +3,16 @@
 //   SEED=42 npm run sim [-- --trace]       replays one seed and prints its trace on failure (or with --trace)
 //   npm run sim -- --seeds 100000          a swarm: seeds spread over worker threads (both cores)
 // Options: --from S (first seed, default 1), --workers W (default: all cores), --mix swarm|all|k1,k2,
-// --hostile-network, --broken-epoch-checks (the deliberately broken build).
+// --hostile-network, --broken-epoch-checks (the deliberately broken build), --broken ack-before-isr|
+// promote-outdated (a deliberately broken rule of replication), --replicated F (share of workloads
+// with a replicated volume, 0 to 1, default 0.5).
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { faultKinds, type FaultKind } from '../src/sim/faults.js';
 import { replayCommand, runSeed, type RunOptions } from '../src/sim/run-seed.js';
+import type { BrokenRule } from '../src/sim/world.js';
 
 interface Summary {
   seeds: number;
@@ -29,6 +32,18 @@ function parseMix(value: string): RunOptions['mix'] {
       );
   }
   return kinds as FaultKind[];
+}
+
+function parseBroken(value: string): BrokenRule {
+  if (value === 'ack-before-isr' || value === 'promote-outdated') return value;
+  throw new RangeError(`--broken: expected ack-before-isr or promote-outdated, got "${value}"`);
+}
+
+function parseShare(value: string): number {
+  const share = Number(value);
+  if (value.trim() === '' || !(share >= 0 && share <= 1))
+    throw new RangeError(`--replicated: expected a share from 0 to 1, got "${value}"`);
+  return share;
 }
 
 async function runRange(
@@ -64,6 +79,8 @@ async function main(): Promise<void> {
       mix: { type: 'string', default: 'swarm' },
       'hostile-network': { type: 'boolean', default: false },
       'broken-epoch-checks': { type: 'boolean', default: false },
+      broken: { type: 'string' },
+      replicated: { type: 'string' },
       trace: { type: 'boolean', default: false },
     },
   });
@@ -71,6 +88,8 @@ async function main(): Promise<void> {
     mix: parseMix(values.mix),
     ...(values['hostile-network'] ? { hostileNetwork: true } : {}),
     ...(values['broken-epoch-checks'] ? { checkEpochs: false } : {}),
+    ...(values.broken === undefined ? {} : { brokenRule: parseBroken(values.broken) }),
+    ...(values.replicated === undefined ? {} : { replicatedShare: parseShare(values.replicated) }),
   };
   if (process.env.SEED !== undefined && process.env.SEED !== '') {
     const seed = Number(process.env.SEED);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { cpus, hostname, loadavg, totalmem, freemem } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Capacity, NodeRole } from '../core/spec.js';
+import { pathOnNode, type Capacity, type NodeRole } from '../core/spec.js';
 import type { Logger } from '../core/ports.js';
 import { agentProtocolVersion } from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
@@ -18,6 +18,7 @@ import { loadAgentState, saveAgentState } from './agent-state.js';
 import { ProcessDriver } from './drivers/process/process-driver.js';
 import { VolumeDriver } from './drivers/volume-driver.js';
 import { VolumeServerClient } from './volume-client.js';
+import { formatListenAddress, parseListenAddress } from './volume-replication.js';
 import { realProbeRunner } from './probes/probe-runner.js';
 import { AgentSession } from './session.js';
 
@@ -35,7 +36,15 @@ export interface AgentDaemonOptions {
   controllerUrls: string[];
   token: string;
   logger: Logger;
+  /**
+   * Where the volume server it starts takes other nodes' replication links, "host:port"
+   * (default 127.0.0.1:0: this host, any free port). An unspecified host (0.0.0.0, ::) is
+   * announced to the controller with this node's `address`.
+   */
+  replicationListen?: string;
 }
+
+export const agentReplicationListenDefault = '127.0.0.1:0';
 
 export interface RunningAgent {
   core: AgentCore;
@@ -56,7 +65,11 @@ function freePort(host: string): Promise<number> {
 }
 
 /** `continuum volume serve` for this node, detached from the agent's stdio but in its group. */
-function startVolumeServer(node: string, dataDir: string): { exited(): boolean } {
+function startVolumeServer(
+  node: string,
+  dataDir: string,
+  options: { replicationListen: string },
+): { exited(): boolean } {
   const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const cli = existsSync(built)
     ? [built]
@@ -64,7 +77,18 @@ function startVolumeServer(node: string, dataDir: string): { exited(): boolean }
   const log = openSync(join(dataDir, 'volume-server.log'), 'a');
   const child = spawn(
     process.execPath,
-    [...cli, 'volume', 'serve', '--node', node, '--data-dir', dataDir, '--ignore-interrupt'],
+    [
+      ...cli,
+      'volume',
+      'serve',
+      '--node',
+      node,
+      '--data-dir',
+      dataDir,
+      '--replication-listen',
+      options.replicationListen,
+      '--ignore-interrupt',
+    ],
     { stdio: ['ignore', log, log] },
   );
   closeSync(log);
@@ -74,17 +98,14 @@ function startVolumeServer(node: string, dataDir: string): { exited(): boolean }
   return { exited: () => exited };
 }
 
-function fileHost(dataDir: string, address: string): AgentHost {
+function fileHost(dataDir: string, address: string, node: string): AgentHost {
   const statePath = join(dataDir, 'agent-state.json');
   return {
     async prepare(workload, _epoch, spec) {
       const home = join(dataDir, 'workloads', workload);
-      const cwd =
-        spec.process?.cwd === undefined
-          ? home
-          : isAbsolute(spec.process.cwd)
-            ? spec.process.cwd
-            : join(home, spec.process.cwd);
+      const asked =
+        spec.process?.cwd === undefined ? undefined : pathOnNode(spec.process.cwd, node);
+      const cwd = asked === undefined ? home : isAbsolute(asked) ? asked : join(home, asked);
       const runDir = join(dataDir, 'run', workload);
       mkdirSync(cwd, { recursive: true });
       mkdirSync(join(runDir, 'logs'), { recursive: true });
@@ -134,13 +155,15 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     memoryMiB: options.capacity?.memoryMiB ?? Math.floor(totalmem() / 1_048_576),
   };
   const usage = new UsageSampler();
+  const replicationListen = options.replicationListen ?? agentReplicationListenDefault;
+  parseListenAddress(replicationListen); // A bad value fails here, not in the spawned server.
   // The volume server runs as its own process in this agent's process group: it outlives an agent
   // restart (mounts stay up), and goes down with the group when the node does.
   const volumes = await VolumeServerClient.connect({
     dataDir: options.dataDir,
     logger: options.logger,
     clock: systemClock,
-    startServer: () => startVolumeServer(options.node, options.dataDir),
+    startServer: () => startVolumeServer(options.node, options.dataDir, { replicationListen }),
   });
   // Said once at start, so an operator sees why a volume workload would be refused here.
   const detection = await detectAttachMethods();
@@ -151,6 +174,7 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   const driver = new VolumeDriver(new ProcessDriver(), {
     provider: volumes,
     attachDir: join(options.dataDir, 'run', 'attach'),
+    node: options.node,
     detection,
     logger: options.logger,
   });
@@ -161,13 +185,15 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     host: options.address,
     driver,
     volumes,
+    replication: volumes,
     probes: realProbeRunner,
     clock: systemClock,
     logger: options.logger,
-    env: fileHost(options.dataDir, options.address),
+    env: fileHost(options.dataDir, options.address, options.node),
     send: (message) => link.session?.send(message),
   });
   await core.recover();
+  volumes.watchReports((report) => core.volumeReport(report));
   const session = new AgentSession({
     controllerUrls: options.controllerUrls,
     token: options.token,
@@ -180,6 +206,7 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
       role: options.role,
       labels: options.labels,
       address: options.address,
+      ...replicationAddressOf(volumes.replicationAddress, options.address),
       capacity,
       inventory: {
         hostname: hostname(),
@@ -209,6 +236,21 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
       core.detach();
       // The volume server stays: the instances the agent leaves running keep their mounts.
       await core.idle();
+      await volumes.close();
     },
   };
+}
+
+/**
+ * The replication address to announce: the server's bound one, with an unspecified host replaced
+ * by the node's address (peers cannot connect to 0.0.0.0); none if the server did not say.
+ */
+function replicationAddressOf(
+  bound: string | undefined,
+  nodeAddress: string,
+): { replicationAddress?: string } {
+  if (bound === undefined) return {};
+  const { host, port } = parseListenAddress(bound);
+  if (host !== '0.0.0.0' && host !== '::') return { replicationAddress: bound };
+  return { replicationAddress: formatListenAddress({ host: nodeAddress, port }) };
 }

@@ -10,7 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../core/ports.js';
 import { type Progress, VolumeStore } from '../storage/engine/index.js';
 import {
+  callVolumeServer,
   submitVolumeJob,
+  type VolumeControl,
   VolumeJobServer,
   volumeJobLineBytesMax,
   volumeJobSocketPath,
@@ -97,7 +99,11 @@ describe('volume jobs', () => {
         /volume job: file: expected an absolute file path/,
       );
       await assert.rejects(
-        submitVolumeJob(dir, { op: 'export', source: 'missing', file: join(dir, 'missing.raw') }, () => {}),
+        submitVolumeJob(
+          dir,
+          { op: 'export', source: 'missing', file: join(dir, 'missing.raw') },
+          () => {},
+        ),
         (error: Error & { code?: string }) => error.code === 'CONTINUUM_ERR_VOLUME_NOT_FOUND',
       );
     });
@@ -114,6 +120,54 @@ describe('volume jobs', () => {
       assert.match(answer, /"ok":false.*at most 65536 bytes/);
       const { via } = await submitVolumeJob(dir, { op: 'images' }, () => undefined);
       assert.equal(via, 'agent');
+    });
+  });
+
+  describe('set-duties', () => {
+    const controlDir = mkdtempSync(join(tmpdir(), 'continuum-duties-'));
+    const handled: VolumeControl[] = [];
+    let store: VolumeStore;
+    let server: VolumeJobServer;
+    before(async () => {
+      store = await VolumeStore.open(join(controlDir, 'volumes'));
+      server = new VolumeJobServer(store, {}, silentLogger, (control) => {
+        handled.push(control);
+        return Promise.resolve({});
+      });
+      await server.listen(volumeJobSocketPath(controlDir));
+    });
+    after(async () => {
+      await server.close();
+      await store.close();
+      rmSync(controlDir, { recursive: true, force: true });
+    });
+    const membership = {
+      replicas: [{ node: 'a', address: '127.0.0.1:7500' }],
+      isr: ['a'],
+      isrVersion: 1,
+    };
+    const good = { volume: 'data', sizeBytes: 4 * mebibyte, role: 'primary', epoch: 1, membership };
+    const send = (duties: unknown[]) =>
+      callVolumeServer(controlDir, { op: 'set-duties', duties } as VolumeControl);
+
+    it('refuses a malformed duty with where and what was expected, and changes nothing', async () => {
+      await assert.rejects(
+        send([good, { ...good, volume: 'logs', role: 'leader' }]),
+        (error: Error & { code?: string }) =>
+          error.code === 'CONTINUUM_ERR_BAD_REQUEST' &&
+          /^volume control: duties\.1\.role: /.test(error.message),
+      );
+      await assert.rejects(send([{ ...good, epoch: 0 }]), /volume control: duties\.0\.epoch: /);
+      await assert.rejects(
+        send([good, { ...good, role: 'replica' }]),
+        /volume control: duties\.1\.volume: volume data has more than one duty/,
+      );
+      assert.deepEqual(handled, []);
+    });
+
+    it('passes a well-formed set on', async () => {
+      await send([good]);
+      assert.deepEqual(handled, [{ op: 'set-duties', duties: [good] }]);
     });
   });
 });

@@ -12,7 +12,8 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { ContinuumError, isContinuumError, isErrorCode } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
-import { nameSchema, volumeSizeMiBMax } from '../core/spec.js';
+import { agentMessageBytesMax, volumeDutySchema } from '../core/protocol.js';
+import { nameSchema, volumeReplicasMax, volumeSizeMiBMax } from '../core/spec.js';
 import { volumeRequestSchema } from '../core/volumes.js';
 import {
   openRawReader,
@@ -24,6 +25,13 @@ import {
 
 /** A job is one line; anything longer is not a job. */
 export const volumeJobLineBytesMax = 64 * 1024;
+/**
+ * A control request is one line too, up to this on a server that takes them: a `set-duties` holds
+ * every duty of an assignments message, which is at most agentMessageBytesMax.
+ */
+export const volumeControlLineBytesMax = agentMessageBytesMax;
+/** Duties in one `set-duties`, as many as an assignments message may carry. */
+export const volumeDutiesMax = 10_000;
 /** Jobs running at once in one agent; more are refused (each one streams a whole volume). */
 export const volumeJobsMax = 2;
 /** Progress lines per second sent to a client at most. */
@@ -68,9 +76,35 @@ export const volumeJobSchema = z.discriminatedUnion(
 );
 export type VolumeJob = z.input<typeof volumeJobSchema>;
 
+const dutiesSchema = z
+  .array(volumeDutySchema)
+  .max(volumeDutiesMax)
+  .superRefine((duties, context) => {
+    const seen = new Set<string>();
+    duties.forEach((duty, index) => {
+      if (seen.has(duty.volume)) {
+        context.addIssue({
+          code: 'custom',
+          path: [index, 'volume'],
+          message: `volume ${duty.volume} has more than one duty; expected one per volume`,
+        });
+      }
+      seen.add(duty.volume);
+    });
+  });
+
 /**
  * What the agent asks of the volume server process on the same socket: quick operations, not
- * counted against volumeJobsMax. `hello` answers the server's incarnation.
+ * counted against volumeJobsMax. Answers (the `result` of the reply line):
+ *
+ *   hello        -> { incarnation, pid, replicationAddress: "host:port" }
+ *   volume       -> VolumeResult
+ *   ensure       -> NbdTarget; a replicated volume (replicas > 1) needs the instance's epoch and
+ *                   waits for this node's primary at that epoch, failing with UNAVAILABLE
+ *   set-attached -> {}
+ *   set-duties   -> {} (the full set of this node's replication duties; applied in the background)
+ *   reports      -> { incarnation, reports: PrimaryReport[] }, at once when some are queued, else
+ *                   after the first arrives or a second passes (a long poll)
  */
 export const volumeControlSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('hello') }),
@@ -79,11 +113,15 @@ export const volumeControlSchema = z.discriminatedUnion('op', [
     op: z.literal('ensure'),
     name: nameSchema,
     sizeMiB: z.number().int().min(1).max(volumeSizeMiBMax),
+    replicas: z.number().int().min(1).max(volumeReplicasMax).optional(),
+    epoch: z.number().int().positive().optional(),
   }),
   z.strictObject({ op: z.literal('set-attached'), name: nameSchema, attached: z.boolean() }),
+  z.strictObject({ op: z.literal('set-duties'), duties: dutiesSchema }),
+  z.strictObject({ op: z.literal('reports') }),
 ]);
 export type VolumeControl = z.infer<typeof volumeControlSchema>;
-const controlOps = new Set(['hello', 'volume', 'ensure', 'set-attached']);
+const controlOps = new Set(['hello', 'volume', 'ensure', 'set-attached', 'set-duties', 'reports']);
 
 /** Whoever owns the volumes answers the control operations (the volume server). */
 export type VolumeControlHandler = (control: VolumeControl) => Promise<unknown>;
@@ -184,19 +222,15 @@ export class VolumeJobServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     let buffered = '';
+    const lineBytesMax =
+      this.control === undefined ? volumeJobLineBytesMax : volumeControlLineBytesMax;
     const onData = (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
       const newline = buffered.indexOf('\n');
-      if (newline < 0 && buffered.length <= volumeJobLineBytesMax) return;
+      if (newline < 0 && buffered.length <= lineBytesMax) return;
       socket.off('data', onData);
-      if (newline < 0 || newline > volumeJobLineBytesMax) {
-        reply(
-          socket,
-          failure(
-            'CONTINUUM_ERR_BAD_REQUEST',
-            `a job is one line of at most ${volumeJobLineBytesMax} bytes`,
-          ),
-        );
+      if (newline < 0 || newline > lineBytesMax) {
+        reply(socket, failure('CONTINUUM_ERR_BAD_REQUEST', lineTooLong(lineBytesMax)));
         return;
       }
       void this.run(socket, buffered.slice(0, newline));
@@ -216,6 +250,10 @@ export class VolumeJobServer {
     const op = (parsed as { op?: unknown } | null)?.op;
     if (this.control !== undefined && typeof op === 'string' && controlOps.has(op)) {
       await this.runControl(socket, parsed, this.control);
+      return;
+    }
+    if (line.length > volumeJobLineBytesMax) {
+      reply(socket, failure('CONTINUUM_ERR_BAD_REQUEST', lineTooLong(volumeJobLineBytesMax)));
       return;
     }
     if (this.running >= volumeJobsMax) {
@@ -274,6 +312,10 @@ export class VolumeJobServer {
       reply(socket, errorAnswer(error));
     }
   }
+}
+
+function lineTooLong(lineBytesMax: number): string {
+  return `a job is one line of at most ${lineBytesMax} bytes`;
 }
 
 type Failure = { ok: false; code: string; message: string };

@@ -7,11 +7,16 @@
 // Every live volume is kept open while the server runs, so the NBD server finds an export without
 // waiting; a volume is closed only to be deleted. Operations run one at a time (the engine
 // serializes its own changes too; this also orders open/close against them).
+//
+// Replicated volumes (volume-replication.ts) are exported only where this node is their primary,
+// and then as the PrimaryHandle, so every client write reaches the in-sync replicas; a replica's
+// copy is never exported, and is not closed, grown or deleted while a duty names it.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContinuumError } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
+import { systemClock } from '../platform/real-ports.js';
 import type { VolumeInfo, VolumeRequest, VolumeResult, VolumeService } from '../core/volumes.js';
 import type { NbdTarget } from '../storage/attach/index.js';
 import { type Volume, VolumeStore } from '../storage/engine/index.js';
@@ -19,6 +24,11 @@ import type { NbdLimits } from '../storage/nbd/limits.js';
 import { NbdServer } from '../storage/nbd/server.js';
 import type { VolumeProvider } from './drivers/volume-driver.js';
 import { type VolumeControl, VolumeJobServer, volumeJobSocketPath } from './volume-jobs.js';
+import {
+  ensurePrimaryTimeoutMs,
+  replicationListenDefault,
+  VolumeReplication,
+} from './volume-replication.js';
 
 const mebibyte = 1_048_576;
 /** A unix socket path is at most 107 bytes (sun_path holds 108 with the terminating NUL). */
@@ -29,6 +39,18 @@ export interface VolumeServerOptions {
   dataDir: string;
   logger: Logger;
   nbdLimits?: Partial<NbdLimits>;
+  /** Where other nodes' primaries reach this node's replicas (default 127.0.0.1, any free port). */
+  replicationListen?: { host: string; port: number };
+  /** How long `ensure` of a replicated volume waits for this node's primary (default 30 s). */
+  ensurePrimaryTimeoutMs?: number;
+}
+
+/** What `ensure` needs to know of the volume a starting instance mounts. */
+export interface EnsureVolume {
+  name: string;
+  sizeMiB: number;
+  /** More than 1: replicated, served only by this node's primary. */
+  replicas?: number;
 }
 
 export class VolumeServer implements VolumeService, VolumeProvider {
@@ -38,6 +60,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   private readonly attached = new Set<string>();
   private readonly nbd: NbdServer;
   private readonly jobs: VolumeJobServer;
+  private readonly replication: VolumeReplication;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -46,14 +69,21 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     private readonly options: VolumeServerOptions,
   ) {
     this.socketPath = join(options.dataDir, 'run', 'nbd.sock');
+    this.replication = new VolumeReplication({
+      node: options.node,
+      logger: options.logger,
+      clock: systemClock,
+      storeRoot: store.root,
+      listen: options.replicationListen ?? replicationListenDefault,
+      device: (volume, sizeBytes) => this.replicaDevice(volume, sizeBytes),
+    });
     this.nbd = new NbdServer({
-      lookupExport: (name) => {
-        const device = this.devices.get(name);
-        return device === undefined
-          ? undefined
-          : { device, description: `volume ${name} on node ${options.node}` };
-      },
-      listExports: () => [...this.devices.keys()].sort().map((name) => ({ name })),
+      lookupExport: (name) => this.exportOf(name),
+      listExports: () =>
+        [...this.devices.keys()]
+          .filter((name) => this.exportOf(name) !== undefined)
+          .sort()
+          .map((name) => ({ name })),
       logger: options.logger,
       ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
     });
@@ -84,6 +114,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     const server = new VolumeServer(store, options);
     try {
       for (const volume of await store.list()) await server.openDevice(volume.name);
+      await server.replication.start();
       mkdirSync(runDir, { recursive: true, mode: 0o700 });
       // A socket file left by an earlier agent: nobody listens on it, since we hold the store.
       rmSync(socketPath, { force: true });
@@ -92,6 +123,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       options.logger.log('info', 'volume server started', {
         volumes: server.devices.size,
         socket: socketPath,
+        replicationAddress: server.replicationAddress,
       });
       return server;
     } catch (error) {
@@ -116,6 +148,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
           await this.openDevice(request.name);
           return this.resultFor(request.name);
         case 'grow':
+          this.replication.refuseIfDuty(request.name, 'grow it (its size follows the spec)');
           await this.store.grow(request.name, request.sizeMiB * mebibyte);
           return this.resultFor(request.name);
         case 'snapshot':
@@ -141,7 +174,24 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     });
   }
 
-  ensure(volume: { name: string; sizeMiB: number }): Promise<NbdTarget> {
+  /** Where other nodes' primaries reach this node's replicas: "host:port". */
+  get replicationAddress(): string {
+    return this.replication.address;
+  }
+
+  /**
+   * The volume a starting instance mounts. A replicated one (replicas > 1) is neither created nor
+   * grown here: its copy follows its duty, and it is served once this node's primary at the
+   * instance's epoch is open (waiting up to ensurePrimaryTimeoutMs for the duty).
+   */
+  async ensure(volume: EnsureVolume, options: { epoch?: number } = {}): Promise<NbdTarget> {
+    if ((volume.replicas ?? 1) > 1) {
+      if (this.closed) throw shuttingDown();
+      const timeoutMs = this.options.ensurePrimaryTimeoutMs ?? ensurePrimaryTimeoutMs;
+      // Not in the serial queue: opening the primary needs it (replicaDevice).
+      await this.replication.awaitPrimary(volume.name, options.epoch, timeoutMs);
+      return { socketPath: this.socketPath, exportName: volume.name };
+    }
     return this.serial(async () => {
       const sizeBytes = volume.sizeMiB * mebibyte;
       // Every live volume is open here, so an unknown name is a volume this node does not have.
@@ -168,14 +218,27 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   private control(control: VolumeControl): Promise<unknown> {
     switch (control.op) {
       case 'hello':
-        return Promise.resolve({ incarnation: this.incarnation, pid: process.pid });
+        return Promise.resolve({
+          incarnation: this.incarnation,
+          pid: process.pid,
+          replicationAddress: this.replicationAddress,
+        });
       case 'volume':
         return this.execute(control.request);
-      case 'ensure':
-        return this.ensure(control);
+      case 'ensure': {
+        const { epoch, ...volume } = control;
+        return this.ensure(volume, epoch === undefined ? {} : { epoch });
+      }
       case 'set-attached':
         this.setAttached(control.name, control.attached);
         return Promise.resolve({});
+      case 'set-duties':
+        this.replication.setDuties(control.duties);
+        return Promise.resolve({});
+      case 'reports':
+        return this.replication
+          .takeReports()
+          .then((reports) => ({ incarnation: this.incarnation, reports }));
     }
   }
 
@@ -189,6 +252,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([this.nbd.close(), this.jobs.close()]);
+    await this.replication.close();
     await this.queue.catch(() => undefined);
     await Promise.all([...this.devices.values()].map((device) => device.close()));
     this.devices.clear();
@@ -196,11 +260,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
   }
 
   private serial<T>(step: () => Promise<T>): Promise<T> {
-    if (this.closed) {
-      return Promise.reject(
-        new ContinuumError('CONTINUUM_ERR_UNAVAILABLE', 'the volume server is shutting down'),
-      );
-    }
+    if (this.closed) return Promise.reject(shuttingDown());
     const next = this.queue.then(step, step);
     this.queue = next.catch(() => undefined);
     return next;
@@ -210,8 +270,34 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     if (!this.devices.has(name)) this.devices.set(name, await this.store.open(name));
   }
 
+  /** What NBD clients may open: a plain volume, or the primary of a replicated one served here. */
+  private exportOf(name: string) {
+    const local = this.devices.get(name);
+    const device = local === undefined ? undefined : this.replication.exportOf(name, local);
+    return device === undefined
+      ? undefined
+      : { device, description: `volume ${name} on node ${this.options.node}` };
+  }
+
+  /** The local copy of a replicated volume, created empty at its size when missing. */
+  private replicaDevice(name: string, sizeBytes: number): Promise<Volume> {
+    return this.serial(async () => {
+      this.replication.markReplicated(name);
+      if (!this.devices.has(name)) {
+        await this.store.create(name, sizeBytes);
+        await this.openDevice(name);
+        this.options.logger.log('info', 'created a replicated volume', { volume: name, sizeBytes });
+      } else if (this.devices.get(name)!.sizeBytes < sizeBytes) {
+        await this.store.grow(name, sizeBytes);
+        this.options.logger.log('info', 'grew a replicated volume', { volume: name, sizeBytes });
+      }
+      return this.devices.get(name)!;
+    });
+  }
+
   private async deleteVolume(name: string): Promise<void> {
     await this.whileClosed(name, 'delete it', () => this.store.deleteVolume(name), false);
+    await this.replication.forget(name);
   }
 
   /**
@@ -224,6 +310,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     step: () => Promise<void>,
     reopen = true,
   ): Promise<void> {
+    this.replication.refuseIfDuty(name, what);
     if (this.attached.has(name)) {
       throw new ContinuumError(
         'CONTINUUM_ERR_VOLUME_IN_USE',
@@ -257,4 +344,8 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       attached: this.attached.has(volume.name),
     }));
   }
+}
+
+function shuttingDown(): ContinuumError {
+  return new ContinuumError('CONTINUUM_ERR_UNAVAILABLE', 'the volume server is shutting down');
 }

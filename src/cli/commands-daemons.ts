@@ -1,7 +1,8 @@
 // Commands that start daemons: controller, agent, redirector. Each runs until SIGINT or SIGTERM.
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { startAgent } from '../agent/daemon.js';
+import { agentReplicationListenDefault, startAgent } from '../agent/daemon.js';
+import { parseListenAddress } from '../agent/volume-replication.js';
 import { startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
 import { streamLogger } from '../platform/logger.js';
@@ -70,6 +71,12 @@ export function addDaemonCommands(program: Command): void {
     .option('--data-dir <dir>', 'agent state and instance files')
     .option('--controller <urls>', 'controller address(es), comma-separated', defaultControllerUrl)
     .option(
+      '--replication-listen <host:port>',
+      "where this node's volume server takes replication links (port 0: any free port)",
+      (value: string) => (parseListenAddress(value), value),
+      agentReplicationListenDefault,
+    )
+    .option(
       '--token-file <path>',
       'agent token file',
       join(continuumHome(), 'controller', 'agent.token'),
@@ -85,6 +92,7 @@ export function addDaemonCommands(program: Command): void {
         memoryMib?: number;
         dataDir?: string;
         controller: string;
+        replicationListen: string;
         tokenFile: string;
       }) => {
         if (opts.role !== 'production' && opts.role !== 'spare')
@@ -104,6 +112,7 @@ export function addDaemonCommands(program: Command): void {
           controllerUrls: opts.controller.split(','),
           token: readToken(opts.tokenFile),
           logger,
+          replicationListen: opts.replicationListen,
         });
         untilSignal(() => agent.close());
       },

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { submitVolumeJob, type VolumeJob } from '../agent/volume-jobs.js';
 import { VolumeServer } from '../agent/volume-server.js';
+import { parseListenAddress, replicationListenDefault } from '../agent/volume-replication.js';
 import { streamLogger } from '../platform/logger.js';
 import type { ImageInfo, ImportResult, ScrubReport } from '../storage/engine/index.js';
 import type { ExportResult } from '../storage/engine/index.js';
@@ -64,36 +65,54 @@ export function addLocalVolumeCommands(volume: Command): void {
       "the node agent's data directory (default: under the Continuum home)",
     )
     .option(
+      '--replication-listen <host:port>',
+      "where other nodes' primaries reach this node's replicas (port 0: any free port)",
+      parseListenAddress,
+      replicationListenDefault,
+    )
+    .option(
       '--ignore-interrupt',
       "keep running on SIGINT and SIGHUP (how the agent starts it: Ctrl-C at the agent's terminal leaves mounts up)",
     )
-    .action(async (opts: { node: string; dataDir?: string; ignoreInterrupt?: boolean }) => {
-      const dataDir = resolve(opts.dataDir ?? join(continuumHome(), 'nodes', opts.node));
-      const logger = streamLogger({ name: `volume-server ${opts.node}` });
-      const server = await VolumeServer.start({ node: opts.node, dataDir, logger });
-      const pidFile = join(dataDir, 'run', 'volume-server.pid');
-      writeFileSync(pidFile, `${process.pid}\n`);
-      let closing = false;
-      const stop = (signal: string) => {
-        if (closing) return;
-        closing = true;
-        logger.log('info', 'volume server stopping', { signal });
-        void server.close().then(() => {
-          rmSync(pidFile, { force: true });
-          process.exit(0);
+    .action(
+      async (opts: {
+        node: string;
+        dataDir?: string;
+        replicationListen: { host: string; port: number };
+        ignoreInterrupt?: boolean;
+      }) => {
+        const dataDir = resolve(opts.dataDir ?? join(continuumHome(), 'nodes', opts.node));
+        const logger = streamLogger({ name: `volume-server ${opts.node}` });
+        const server = await VolumeServer.start({
+          node: opts.node,
+          dataDir,
+          logger,
+          replicationListen: opts.replicationListen,
         });
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      for (const signal of ['SIGINT', 'SIGHUP'] as const) {
-        process.on(signal, () =>
-          opts.ignoreInterrupt === true
-            ? logger.log('info', 'ignoring the signal: stop the volume server with SIGTERM', {
-                signal,
-              })
-            : stop(signal),
-        );
-      }
-    });
+        const pidFile = join(dataDir, 'run', 'volume-server.pid');
+        writeFileSync(pidFile, `${process.pid}\n`);
+        let closing = false;
+        const stop = (signal: string) => {
+          if (closing) return;
+          closing = true;
+          logger.log('info', 'volume server stopping', { signal });
+          void server.close().then(() => {
+            rmSync(pidFile, { force: true });
+            process.exit(0);
+          });
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        for (const signal of ['SIGINT', 'SIGHUP'] as const) {
+          process.on(signal, () =>
+            opts.ignoreInterrupt === true
+              ? logger.log('info', 'ignoring the signal: stop the volume server with SIGTERM', {
+                  signal,
+                })
+              : stop(signal),
+          );
+        }
+      },
+    );
 
   withLocalOptions(volume.command('import <file> <name>'))
     .description(

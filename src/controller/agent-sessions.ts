@@ -85,7 +85,8 @@ export class AgentSessions {
   ): boolean {
     const session = this.sessions.get(node);
     if (session === undefined) return false;
-    const encoded = JSON.stringify([message.assignments, message.epochs]); // Not the revision: unchanged sets are not resent.
+    // Not the revision: unchanged sets are not resent. The volume duties are part of the set.
+    const encoded = JSON.stringify([message.assignments, message.epochs, message.volumes ?? []]);
     if (session.lastAssignments === encoded) return false;
     session.lastAssignments = encoded;
     session.lastSentRevision = message.revision;

@@ -89,7 +89,7 @@ export interface VolumeReplicaRecord {
   isr: string[];
   /** Copies outside the ISR, since when and why (a new copy is outdated until resynced). */
   outdated: Record<string, { since: number; reason: string }>;
-  /** Raised at every change of `isr`; a primary acts only on a membership newer than its own. */
+  /** Raised at every change of `isr` or `replicas`; a primary acts only on a newer membership. */
   isrVersion: number;
 }
 

@@ -213,6 +213,15 @@ export const volumeMountSpecSchema = z.strictObject({
   fileSystem: z.literal('ext4', { error: 'expected "ext4"' }).default('ext4'),
 });
 
+/**
+ * A path of the spec as one node uses it: `{node}` is replaced by the node's name, so that several
+ * nodes on one machine (`continuum up`, tests) mount a volume, or run an instance, in directories
+ * of their own.
+ */
+export function pathOnNode(path: string, node: string): string {
+  return path.replaceAll('{node}', node);
+}
+
 /** Whether a volume is replicated (placed by the controller) rather than pinned to one node. */
 export function isReplicated(volume: { replicas: number }): boolean {
   return volume.replicas > 1;

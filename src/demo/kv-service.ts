@@ -3,12 +3,14 @@
 // directory, and has a health switch that can be persisted, to stage a node-local fault that a
 // restart in place does not cure. Node builtins only, so it runs anywhere Node does.
 import {
-  appendFileSync,
   existsSync,
+  fdatasyncSync,
+  openSync,
   readFileSync,
   realpathSync,
   rmSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -96,12 +98,22 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, bytesMax: number): 
   send(res, 413, `body larger than ${bytesMax} bytes\n`);
 }
 
-/** The in-memory map and its append-only file; every change is on file before it is acknowledged. */
+/**
+ * The in-memory map and its append-only file; every change is on file, and made durable (fdatasync,
+ * which a replicated volume turns into a flush on every in-sync copy), before it is acknowledged.
+ */
 class KvStore {
   private readonly data: Map<string, string>;
+  private fd: number | undefined;
 
   constructor(private readonly file: string) {
     this.data = loadData(file);
+  }
+
+  private append(entry: LogEntry): void {
+    this.fd ??= openSync(this.file, 'a');
+    writeSync(this.fd, `${JSON.stringify(entry)}\n`);
+    fdatasyncSync(this.fd);
   }
 
   get(key: string): string | undefined {
@@ -113,13 +125,13 @@ class KvStore {
   }
 
   put(key: string, value: string): void {
-    appendFileSync(this.file, `${JSON.stringify({ op: 'put', key, value })}\n`);
+    this.append({ op: 'put', key, value });
     this.data.set(key, value);
   }
 
   delete(key: string): void {
     if (!this.data.has(key)) return;
-    appendFileSync(this.file, `${JSON.stringify({ op: 'del', key })}\n`);
+    this.append({ op: 'del', key });
     this.data.delete(key);
   }
 }

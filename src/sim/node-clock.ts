@@ -8,6 +8,7 @@ export class NodeClock implements Clock {
   private hungUntil = -Infinity;
   private readonly deferred: (() => void)[] = [];
   private readonly handles = new Map<object, TimerHandle>();
+  private readonly scopes = new Set<ScopedClock>();
 
   constructor(
     private readonly base: FakeClock,
@@ -34,6 +35,18 @@ export class NodeClock implements Clock {
   private resume(): void {
     if (this.hung) return;
     for (const callback of this.deferred.splice(0)) callback();
+    for (const scope of this.scopes) scope.resume();
+  }
+
+  /**
+   * The clock of one process on the node that outlives the others' restarts (the volume server
+   * survives an agent restart): same time, same hangs, timers of its own, dropped only by its own
+   * reset() or the node's.
+   */
+  scope(): ScopedClock {
+    const scope = new ScopedClock(this, this.base);
+    this.scopes.add(scope);
+    return scope;
   }
 
   /** Runs callback now, or when the node resumes if it is hung. */
@@ -58,7 +71,53 @@ export class NodeClock implements Clock {
     this.handles.delete(key);
   }
 
-  /** Drops every timer and deferred callback (the node crashed: its processes are gone). */
+  /**
+   * Drops every timer and deferred callback of the node's own processes; with `scopes`, those of
+   * its scoped clocks too (the node crashed: every process is gone).
+   */
+  reset(options: { scopes: boolean } = { scopes: true }): void {
+    for (const handle of this.handles.values()) this.base.clearTimeout(handle);
+    this.handles.clear();
+    this.deferred.length = 0;
+    if (options.scopes) for (const scope of this.scopes) scope.reset();
+  }
+}
+
+export class ScopedClock implements Clock {
+  private readonly deferred: (() => void)[] = [];
+  private readonly handles = new Map<object, TimerHandle>();
+
+  constructor(
+    private readonly node: NodeClock,
+    private readonly base: FakeClock,
+  ) {}
+
+  now(): number {
+    return this.node.now();
+  }
+
+  setTimeout(callback: () => void, delayMs: number): TimerHandle {
+    const key = {};
+    const handle = this.base.setTimeout(() => {
+      this.handles.delete(key);
+      if (this.node.hung) this.deferred.push(callback);
+      else callback();
+    }, delayMs);
+    this.handles.set(key, handle);
+    return key;
+  }
+
+  clearTimeout(key: TimerHandle): void {
+    const handle = this.handles.get(key);
+    if (handle !== undefined) this.base.clearTimeout(handle);
+    this.handles.delete(key);
+  }
+
+  /** The node resumed from a hang: late timers fire now. */
+  resume(): void {
+    for (const callback of this.deferred.splice(0)) callback();
+  }
+
   reset(): void {
     for (const handle of this.handles.values()) this.base.clearTimeout(handle);
     this.handles.clear();

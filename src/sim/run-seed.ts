@@ -4,7 +4,8 @@
 import { checkConverged, checkSafety, movesSince } from './checkers.js';
 import { drawMix, faultKinds, inject, type FaultKind } from './faults.js';
 import { SeededRng, traceHash } from './rng.js';
-import { World } from './world.js';
+import { ReplicatedWorkloads } from './replicated-workloads.js';
+import { World, type BrokenRule } from './world.js';
 
 export interface RunOptions {
   seed: number;
@@ -17,6 +18,10 @@ export interface RunOptions {
   checkEpochs?: boolean;
   /** A hostile network for the whole fault window: long delays, many duplicates, some loss. */
   hostileNetwork?: boolean;
+  /** A deliberately broken rule of replication (the checkers must catch it). */
+  brokenRule?: BrokenRule;
+  /** Share of workloads that get a replicated volume (default 0.5). */
+  replicatedShare?: number;
 }
 
 export interface RunResult {
@@ -37,6 +42,8 @@ export function replayCommand(options: RunOptions): string {
     flags.push(`--mix ${options.mix === undefined ? 'all' : options.mix.join(',')}`);
   if (options.hostileNetwork) flags.push('--hostile-network');
   if (options.checkEpochs === false) flags.push('--broken-epoch-checks');
+  if (options.brokenRule !== undefined) flags.push(`--broken ${options.brokenRule}`);
+  if (options.replicatedShare !== undefined) flags.push(`--replicated ${options.replicatedShare}`);
   return `SEED=${options.seed} npm run sim${flags.length > 0 ? ` -- ${flags.join(' ')}` : ''}`;
 }
 
@@ -53,6 +60,8 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     memoryMiB: 4096,
   }));
   const workloadCount = shape.between(1, Math.min(8, (nodeCount - 1) * 2));
+  // Drawn from a stream of their own, so that adding volumes left every other draw of a seed as it was.
+  const volumeDraws = rng.fork('volume-shape');
   const workloads = Array.from({ length: workloadCount }, (_, i) => ({
     name: `w${i + 1}`,
     driver: 'process' as const,
@@ -61,6 +70,16 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     endpoints: [{ name: 'http', port: 9000 + i }],
     probes: [{ type: 'http' as const, endpoint: 'http', intervalMs: 500, failureThreshold: 2 }],
     availability: { priority: shape.between(0, 4) * 100 },
+    volumes: volumeDraws.chance(options.replicatedShare ?? 0.5)
+      ? [
+          {
+            name: `v${i + 1}`,
+            sizeMiB: 1,
+            replicas: Math.min(nodeCount, volumeDraws.between(2, 3)),
+            mountPath: '/data',
+          },
+        ]
+      : [],
   }));
   const world = new World({
     seed: options.seed,
@@ -68,7 +87,9 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     spec: { sites: [{ name: 'a' }], workloads },
     driftPpmMax: 200,
     ...(options.checkEpochs === undefined ? {} : { checkEpochs: options.checkEpochs }),
+    ...(options.brokenRule === undefined ? {} : { brokenRule: options.brokenRule }),
   });
+  const replicated = new ReplicatedWorkloads(world, rng.fork('writers'));
   const faultsRng = rng.fork('faults');
   const mix = options.mix === 'swarm' ? drawMix(faultsRng) : (options.mix ?? faultKinds);
   const faultWindowMs = options.faultWindowMs ?? 15_000;
@@ -77,6 +98,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
   let faults = 0;
   try {
     await world.start();
+    replicated.start();
     const check = () => checkSafety(world);
     await world.run(2_000, check);
     if (options.hostileNetwork)
@@ -97,13 +119,18 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     await world.run(settleMs / 2, check);
     const quietSeq = world.events.at(-1)?.seq ?? 0;
     await world.run(settleMs / 2, check);
+    replicated.stop();
     const converged = checkConverged(world);
-    if (!converged.ok)
+    const waiting = replicated.waitingForRoom();
+    for (const name of waiting) world.note(`${name} waits for room on a node with an in-sync copy`);
+    const problems = converged.problems.filter(
+      (p) => ![...waiting].some((name) => p.startsWith(`${name} is not placed`)),
+    );
+    if (problems.length > 0)
       failures.push(
-        ...converged.problems.map(
-          (p) => `liveness: ${p} (${settleMs} ms after the faults stopped)`,
-        ),
+        ...problems.map((p) => `liveness: ${p} (${settleMs} ms after the faults stopped)`),
       );
+    failures.push(...(await replicated.finalChecks(waiting)));
     const lateMoves = movesSince(world, quietSeq);
     if (lateMoves > 0) failures.push(`stability: ${lateMoves} moves decided while nothing failed`);
     const failovers = movesSince(world, 0);

@@ -13,6 +13,9 @@ import type { NodeRole } from '../core/spec.js';
 import type { FakeClock } from './fake-clock.js';
 import { FakeDriver, type ProcessTable } from './fake-driver.js';
 import { NodeClock } from './node-clock.js';
+import type { SimLinkFabric } from './sim-replication-link.js';
+import { SimVolumes } from './sim-volumes.js';
+import type { SeededRng } from './rng.js';
 
 export interface SimNodeSpec {
   name: string;
@@ -48,6 +51,10 @@ export class SimNode {
   core: AgentCore | undefined;
   session: SimSessionEnd | undefined;
   alive = false;
+  /** The node's volume server: outlives an agent restart, not a crash. */
+  readonly volumes: SimVolumes;
+  /** World time of the last power loss (0: never). */
+  lastCrashAt = 0;
   /** The newest epoch per workload delivered to this node by the controller (what it was told, whatever the agent kept). */
   readonly told = new Map<string, number>();
   private heartbeatIntervalMs = 200;
@@ -61,10 +68,22 @@ export class SimNode {
       table: ProcessTable;
       sessions: SessionOpener;
       checkEpochs: boolean;
+      fabric: SimLinkFabric;
+      rng: SeededRng;
+      unsafeAckBeforeIsr: boolean;
     },
     drift: { ppm: number; offsetMs: number },
   ) {
     this.clock = new NodeClock(world.clock, drift.ppm, drift.offsetMs);
+    this.volumes = new SimVolumes({
+      node: spec.name,
+      // The volume server's own timers: an agent restart does not stop them, a crash does.
+      clock: this.clock.scope(),
+      rng: world.rng,
+      fabric: world.fabric,
+      report: (report) => this.core?.volumeReport(report),
+      unsafeAckBeforeIsr: world.unsafeAckBeforeIsr,
+    });
     this.driver = new FakeDriver({
       clock: this.clock,
       table: world.table,
@@ -111,7 +130,11 @@ export class SimNode {
 
   /** Starts the agent process (at boot, or after an agent restart): re-attach, then connect. */
   async boot(): Promise<void> {
+    // A boot already happened (the heal at the end of a run boots what is down, and the boot a
+    // crash scheduled may come after it): a second agent on one node is not a fault we inject.
+    if (this.alive) return;
     this.alive = true;
+    if (this.volumes.runner === undefined) this.volumes.start();
     const core = new AgentCore({
       node: this.spec.name,
       host: '127.0.0.1',
@@ -121,6 +144,7 @@ export class SimNode {
       logger: silentLogger,
       env: this.host(),
       checkEpochs: this.world.checkEpochs,
+      replication: this.volumes,
       send: (message) => this.session?.send(message),
     });
     this.core = core;
@@ -220,10 +244,12 @@ export class SimNode {
   /** Power loss: the agent and every process on the node die; nobody hears of it. */
   crash(): void {
     this.alive = false;
+    this.lastCrashAt = this.world.clock.now();
     this.core?.detach();
     this.core = undefined;
     this.session = undefined;
     this.clock.reset();
+    this.volumes.crash();
     for (const process of this.world.table.live()) {
       if (process.node === this.spec.name)
         this.world.table.end(
@@ -240,6 +266,6 @@ export class SimNode {
     this.core?.detach();
     this.core = undefined;
     this.session = undefined;
-    this.clock.reset();
+    this.clock.reset({ scopes: false });
   }
 }

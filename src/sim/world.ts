@@ -16,6 +16,7 @@ import { ProcessTable } from './fake-driver.js';
 import { SimNetwork } from './network.js';
 import { SeededRng } from './rng.js';
 import { SimNode, type SimNodeSpec, type SimSessionEnd } from './sim-node.js';
+import { SimLinkFabric } from './sim-replication-link.js';
 
 export interface WorldOptions {
   seed: number;
@@ -26,7 +27,11 @@ export interface WorldOptions {
   checkEpochs?: boolean;
   /** Largest clock drift between nodes, in parts per million. */
   driftPpmMax?: number;
+  /** A deliberately broken rule of replication, to prove that the checkers catch it. */
+  brokenRule?: BrokenRule;
 }
+
+export type BrokenRule = 'ack-before-isr' | 'promote-outdated';
 
 const controllerAddress = 'controller';
 
@@ -43,6 +48,8 @@ export class World {
   /** The store's current epoch per workload, mirrored from its change feed for the checkers. */
   readonly storeEpochs = new Map<string, number>();
   readonly workloads = new Map<string, WorkloadRecord>();
+  /** Replication links between the nodes' volume servers. */
+  readonly fabric: SimLinkFabric;
   controller: Controller | undefined;
   private controllerIncarnation = 0;
   private readonly sessions = new Set<{
@@ -58,7 +65,17 @@ export class World {
     this.network = new SimNetwork(this.clock, this.rng.fork('network'));
     this.store = new MemoryStore({ clock: this.clock });
     this.config = controllerConfig(options.config);
+    this.fabric = new SimLinkFabric({
+      network: this.network,
+      clock: this.clock,
+      runOn: (node, callback) => {
+        const target = this.nodes.get(node);
+        if (target === undefined) callback();
+        else target.clock.run(callback);
+      },
+    });
     const driftRng = this.rng.fork('drift');
+    const volumesRng = this.rng.fork('volumes');
     const driftPpmMax = options.driftPpmMax ?? 0;
     for (const spec of options.nodes) {
       const drift = {
@@ -83,6 +100,9 @@ export class World {
               },
             },
             checkEpochs: options.checkEpochs ?? true,
+            fabric: this.fabric,
+            rng: volumesRng.fork(spec.name),
+            unsafeAckBeforeIsr: options.brokenRule === 'ack-before-isr',
           },
           drift,
         ),
@@ -117,6 +137,7 @@ export class World {
       for (const change of batch.changes) {
         if (change.type !== 'put') continue;
         const record = change.entry.value as WorkloadRecord;
+        this.checkPromotion(this.workloads.get(record.name), record);
         const previous = this.storeEpochs.get(record.name) ?? 0;
         if (record.epoch < previous)
           this.violate(`the epoch of ${record.name} went down from ${previous} to ${record.epoch}`);
@@ -130,6 +151,17 @@ export class World {
         );
       }
     });
+  }
+
+  /** Only a copy in the ISR may become the primary (ARCHITECTURE.md section 3, item 3). */
+  private checkPromotion(before: WorkloadRecord | undefined, after: WorkloadRecord): void {
+    if (before?.volumes === undefined || after.node === null || after.node === before.node) return;
+    for (const [volume, record] of Object.entries(before.volumes)) {
+      if (!record.isr.includes(after.node))
+        this.violate(
+          `${after.name} moved to ${after.node}, which held no in-sync copy of ${volume} (in sync: ${record.isr.join(', ')})`,
+        );
+    }
   }
 
   now(): number {
@@ -159,6 +191,7 @@ export class World {
       clock: this.clock,
       config: this.config,
       logger: silentLogger,
+      unsafePromoteOutdated: this.options.brokenRule === 'promote-outdated',
       controllerId: `controller-${++this.controllerIncarnation}`,
       newClusterId: () => `sim-cluster-${this.options.seed}`,
     });

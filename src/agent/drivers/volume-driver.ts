@@ -11,7 +11,7 @@
 // again on this node with fresh mounts. Flushed data is safe throughout (docs/volumes.md).
 import { join } from 'node:path';
 import type { Logger } from '../../core/ports.js';
-import type { WorkloadSpec } from '../../core/spec.js';
+import { pathOnNode, type WorkloadSpec } from '../../core/spec.js';
 import {
   attachVolume,
   detachVolume,
@@ -26,8 +26,11 @@ type VolumeMount = WorkloadSpec['volumes'][number];
 
 /** What this node's volume server offers the driver. */
 export interface VolumeProvider {
-  /** The volume, created at its size on first use (grown if the spec asks for more). */
-  ensure(volume: VolumeMount): Promise<NbdTarget>;
+  /**
+   * The volume, created at its size on first use (grown if the spec asks for more). A replicated
+   * one is served once this node is its primary at the instance's `epoch`.
+   */
+  ensure(volume: VolumeMount, options: { epoch: number }): Promise<NbdTarget>;
   /** Whether an instance has it mounted now (shown by `continuum volume list`). */
   setAttached(name: string, attached: boolean): void;
   /** Changes whenever the server restarts: mounts made through another incarnation are dead. */
@@ -41,6 +44,8 @@ export interface VolumeDriverOptions {
   /** The agent's detection at start (attach refuses with its reasons when no method works). */
   detection: AttachDetection;
   logger: Logger;
+  /** This node's name, for `{node}` in mount paths (core/spec.ts pathOnNode). */
+  node?: string;
 }
 
 export class VolumeDriver implements Driver {
@@ -57,7 +62,7 @@ export class VolumeDriver implements Driver {
     const attached: string[] = [];
     try {
       for (const volume of request.spec.volumes) {
-        await this.attach(request.workload, volume);
+        await this.attach(request.workload, volume, request.epoch);
         attached.push(volume.name);
       }
       const handle = await this.inner.start(request);
@@ -134,18 +139,19 @@ export class VolumeDriver implements Driver {
   }
 
   /** Mounts one volume; an attachment left whole by a crashed incarnation is taken over as is. */
-  private async attach(workload: string, volume: VolumeMount): Promise<void> {
+  private async attach(workload: string, volume: VolumeMount, epoch: number): Promise<void> {
     const runDir = this.runDir(workload, volume.name);
     const existing = await recoverAttachment(runDir, this.stepOptions());
-    if (existing !== null && existing.mountPath === volume.mountPath) {
+    const mountPath = pathOnNode(volume.mountPath, this.options.node ?? '');
+    if (existing !== null && existing.mountPath === mountPath) {
       this.options.provider.setAttached(volume.name, true);
       return;
     }
     if (existing !== null) await detachVolume(existing, this.stepOptions());
-    const nbd = await this.options.provider.ensure(volume);
+    const nbd = await this.options.provider.ensure(volume, { epoch });
     await attachVolume({
       nbd,
-      mountPath: volume.mountPath,
+      mountPath,
       fileSystem: volume.fileSystem,
       runDir,
       log: this.options.logger,

@@ -1,15 +1,9 @@
 // Restoring a replicated volume's redundancy (ARCHITECTURE.md section 4: "then restore redundancy
-// in the background"), as a pure function of the workload's record and the nodes: ISR members on
-// nodes that are down leave the ISR (the primary's writes need not wait for them to be reported),
-// a new copy is placed when fewer copies than asked for live on nodes that are up (a spare first),
-// and once enough copies are in sync the surplus ones outside the ISR are released.
+// in the background"), as a pure function of the workload's record and the nodes: a new copy is
+// placed when fewer copies than asked for live on nodes that are up (a spare first), and once
+// enough copies are in sync the surplus ones outside the ISR are released.
 import type { VolumeReplicaRecord, WorkloadRecord } from '../../core/model.js';
-import {
-  dropFromIsr,
-  pickReplicaNode,
-  type ReplicaNodeView,
-  type VolumeRecords,
-} from './volume-records.js';
+import { pickReplicaNode, type ReplicaNodeView, type VolumeRecords } from './volume-records.js';
 
 export function restoreRedundancy(
   workload: WorkloadRecord,
@@ -52,12 +46,9 @@ function restoreOne(
 ): VolumeReplicaRecord {
   const liveness = new Map(ctx.nodes.map((n) => [n.name, n.liveness]));
   const down = (node: string) => (liveness.get(node) ?? 'down') === 'down';
+  // An ISR member whose node is down stays in the ISR here: its volume server may well be up (only
+  // the agent restarted), and if it is not, the primary reports it unresponsive and waits.
   let next = record;
-  for (const node of next.isr) {
-    if (node === want.owner || !down(node)) continue;
-    next = dropFromIsr(next, node, `node ${node} is down`, ctx.now);
-    ctx.say(`${node} is down: it leaves the in-sync set`);
-  }
   const live = next.replicas.filter((node) => !down(node));
   if (live.length < want.wanted) {
     const node = pickReplicaNode(ctx.nodes, next.replicas, {
@@ -70,18 +61,26 @@ function restoreOne(
         ...next,
         replicas: [...next.replicas, node],
         outdated: { ...next.outdated, [node]: { since: ctx.now, reason: 'new copy' } },
+        isrVersion: next.isrVersion + 1,
       };
       ctx.say(
         `a new copy on ${node} (${live.length} of ${want.wanted} copies on nodes that are up)`,
       );
     }
   }
-  if (next.isr.length >= want.wanted) {
+  // Released only once enough in-sync copies are on nodes that are up: a copy just placed for
+  // one whose node is down must not be released in the same pass.
+  if (next.isr.filter((node) => !down(node)).length >= want.wanted) {
     const surplus = next.replicas.filter((node) => !next.isr.includes(node));
     if (surplus.length > 0) {
       const outdated = { ...next.outdated };
       for (const node of surplus) delete outdated[node];
-      next = { ...next, replicas: next.replicas.filter((n) => next.isr.includes(n)), outdated };
+      next = {
+        ...next,
+        replicas: next.replicas.filter((n) => next.isr.includes(n)),
+        outdated,
+        isrVersion: next.isrVersion + 1,
+      };
       ctx.say(`${want.wanted} copies in sync: ${surplus.join(', ')} released`);
     }
   }

@@ -52,7 +52,7 @@ export interface VolumeMembership {
   readonly replicas: readonly { readonly node: string; readonly address: string }[];
   /** In sync: must ack every mutation; only these may be promoted. Contains the primary. */
   readonly isr: readonly string[];
-  /** Raised by the controller at every change of `isr`; a primary ignores an older membership. */
+  /** Raised by the controller at every change of `isr` or `replicas`; a primary ignores an older one. */
   readonly isrVersion: number;
 }
 

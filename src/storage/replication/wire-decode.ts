@@ -5,6 +5,8 @@ import { ContinuumError } from '../../core/errors.js';
 import {
   ackKindCodes,
   bodyShapes,
+  checksumEntryBytes,
+  replicationChecksumBlocksMax,
   replicationMessageTypes,
   writeFixedBytes,
   type AckKind,
@@ -14,6 +16,9 @@ import {
   replicationMessageBytesMax,
   utf8,
   type ReplAck,
+  type ReplChecksums,
+  type ReplOpen,
+  type ReplReadChecksums,
   type ReplFenced,
   type ReplHello,
   type ReplicationMessage,
@@ -148,6 +153,65 @@ function decodeFenced(fields: FieldReader): ReplFenced {
   return { type: 'REPL_FENCED', acceptedEpoch, message: fields.text('message', textBytes) };
 }
 
+function decodeOpen(fields: FieldReader): ReplOpen {
+  const epoch = fields.safe('epoch');
+  const volumeBytes = fields.u8();
+  const nodeBytes = fields.u8();
+  const needed = 10 + volumeBytes + nodeBytes;
+  if (fields.body.length !== needed) {
+    const lengths = `name lengths (${volumeBytes} and ${nodeBytes})`;
+    throw new FrameViolation(
+      `body of REPL_OPEN is ${fields.body.length} bytes, but its ${lengths} need ${needed}`,
+    );
+  }
+  if (volumeBytes === 0) throw new FrameViolation('REPL_OPEN volume name is empty');
+  if (nodeBytes === 0) throw new FrameViolation('REPL_OPEN primary node name is empty');
+  const volume = fields.text('volume name', volumeBytes);
+  const primaryNode = fields.text('primary node name', nodeBytes);
+  return { type: 'REPL_OPEN', volume, primaryNode, epoch };
+}
+
+function checksumCount(type: ReplicationMessageType, count: number): number {
+  if (count < 1 || count > replicationChecksumBlocksMax) {
+    throw new FrameViolation(
+      `${type} block count ${count} is not from 1 to replicationChecksumBlocksMax ` +
+        `(${replicationChecksumBlocksMax})`,
+    );
+  }
+  return count;
+}
+
+function decodeReadChecksums(fields: FieldReader): ReplReadChecksums {
+  const epoch = fields.safe('epoch');
+  const startBlock = fields.safe('start block');
+  const blockCount = checksumCount('REPL_READ_CHECKSUMS', fields.u32());
+  return { type: 'REPL_READ_CHECKSUMS', epoch, startBlock, blockCount };
+}
+
+function decodeChecksums(fields: FieldReader): ReplChecksums {
+  const startBlock = fields.safe('start block');
+  const count = checksumCount('REPL_CHECKSUMS', fields.u32());
+  const needed = 12 + checksumEntryBytes * count;
+  if (fields.body.length !== needed) {
+    throw new FrameViolation(
+      `body of REPL_CHECKSUMS is ${fields.body.length} bytes, but its ${count} blocks need ${needed}`,
+    );
+  }
+  const checksums = new Uint32Array(count);
+  const allocated = new Uint8Array(count);
+  for (let index = 0; index < count; index++) {
+    checksums[index] = fields.u32();
+    const flag = fields.u8();
+    if (flag > 1) {
+      throw new FrameViolation(
+        `REPL_CHECKSUMS allocated flag ${flag} of block ${index} is not 0 or 1`,
+      );
+    }
+    allocated[index] = flag;
+  }
+  return { type: 'REPL_CHECKSUMS', startBlock, checksums, allocated };
+}
+
 function decodeBody(type: ReplicationMessageType, body: Buffer): ReplicationMessage {
   const fields = new FieldReader(body, type);
   switch (type) {
@@ -167,6 +231,16 @@ function decodeBody(type: ReplicationMessageType, body: Buffer): ReplicationMess
     case 'REPL_ACCEPT_EPOCH':
     case 'REPL_EPOCH_ACCEPTED':
       return { type, epoch: fields.safe('epoch') };
+    case 'REPL_OPEN':
+      return decodeOpen(fields);
+    case 'REPL_GENERATION': {
+      const epoch = fields.safe('epoch');
+      return { type, epoch, generation: fields.u64().toString(16).padStart(16, '0') };
+    }
+    case 'REPL_READ_CHECKSUMS':
+      return decodeReadChecksums(fields);
+    case 'REPL_CHECKSUMS':
+      return decodeChecksums(fields);
   }
 }
 

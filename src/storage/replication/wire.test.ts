@@ -83,6 +83,16 @@ const samples: ReplicationMessage[] = [
   { type: 'REPL_FENCED', acceptedEpoch: 0, message: '' },
   { type: 'REPL_ACCEPT_EPOCH', epoch: 13 },
   { type: 'REPL_EPOCH_ACCEPTED', epoch: 13 },
+  { type: 'REPL_OPEN', volume: 'db-1', primaryNode: 'node-a', epoch: 13 },
+  { type: 'REPL_OPEN', volume: 'v', primaryNode: 'é'.repeat(127) + 'n', epoch: maxSafe },
+  { type: 'REPL_GENERATION', epoch: 13, generation: 'fedcba9876543210' },
+  { type: 'REPL_READ_CHECKSUMS', epoch: 13, startBlock: maxSafe, blockCount: 512 },
+  {
+    type: 'REPL_CHECKSUMS',
+    startBlock: 7,
+    checksums: Uint32Array.from([0, 0xffffffff, 0x12345678]),
+    allocated: Uint8Array.from([0, 1, 1]),
+  },
 ];
 
 /** A small seeded source of test values. */
@@ -118,7 +128,7 @@ function randomMessage(draw: Draw, dataBytesMax: number): ReplicationMessage {
   const epoch = draw.int(2 ** 31);
   const offset = draw.int(2 ** 44);
   const fua = draw.chance(0.3);
-  const kind = draw.int(9);
+  const kind = draw.int(13);
   if (kind === 0) {
     const generation = draw.u64().toString(16).padStart(16, '0');
     const counter = draw.int(1000);
@@ -146,6 +156,29 @@ function randomMessage(draw: Draw, dataBytesMax: number): ReplicationMessage {
   if (kind === 5) return { type: 'REPL_FLUSH', seq, epoch };
   if (kind === 6) return { type: 'REPL_ACK', seq, kind: draw.chance(0.5) ? 'written' : 'durable' };
   if (kind === 7) return { type: 'REPL_FENCED', acceptedEpoch: epoch, message: draw.name() };
+  if (kind === 9)
+    return { type: 'REPL_OPEN', volume: draw.name(), primaryNode: draw.name(), epoch };
+  if (kind === 10) {
+    return {
+      type: 'REPL_GENERATION',
+      epoch,
+      generation: draw.u64().toString(16).padStart(16, '0'),
+    };
+  }
+  if (kind === 11) {
+    return {
+      type: 'REPL_READ_CHECKSUMS',
+      epoch,
+      startBlock: offset,
+      blockCount: 1 + draw.int(512),
+    };
+  }
+  if (kind === 12) {
+    const count = 1 + draw.int(8);
+    const checksums = Uint32Array.from({ length: count }, () => draw.int(2 ** 32));
+    const allocated = Uint8Array.from({ length: count }, () => draw.int(2));
+    return { type: 'REPL_CHECKSUMS', startBlock: offset, checksums, allocated };
+  }
   return { type: draw.chance(0.5) ? 'REPL_ACCEPT_EPOCH' : 'REPL_EPOCH_ACCEPTED', epoch };
 }
 
@@ -333,7 +366,7 @@ describe('replication wire format', () => {
     it('a wrong magic or an unknown type', () => {
       refuse(frame(6, u64(1n), 0x4e42444d), 'magic is 0x4e42444d, expected 0x43525031');
       refuse(frame(0, Buffer.alloc(8)), 'unknown message type 0');
-      refuse(frame(10, Buffer.alloc(8)), 'unknown message type 10');
+      refuse(frame(14, Buffer.alloc(8)), 'unknown message type 14');
     });
 
     it('a body length that does not fit its type', () => {
@@ -344,6 +377,8 @@ describe('replication wire format', () => {
         ['REPL_ACK', 9],
         ['REPL_ACCEPT_EPOCH', 8],
         ['REPL_EPOCH_ACCEPTED', 8],
+        ['REPL_GENERATION', 16],
+        ['REPL_READ_CHECKSUMS', 20],
       ];
       for (const [type, bytes] of fixed) {
         for (const wrong of [bytes - 1, bytes + 1, 0]) {
@@ -357,6 +392,11 @@ describe('replication wire format', () => {
       refuse(frame(1, Buffer.alloc(25)), 'body of REPL_HELLO is 25 bytes, expected 26 to 536');
       refuse(frame(1, Buffer.alloc(537)), 'body of REPL_HELLO is 537 bytes, expected 26 to 536');
       refuse(frame(2, Buffer.alloc(25)), 'body of REPL_WRITE is 25 bytes, expected at least 26');
+      refuse(frame(10, Buffer.alloc(9)), 'body of REPL_OPEN is 9 bytes, expected 10 to 520');
+      refuse(
+        frame(13, Buffer.alloc(11)),
+        'body of REPL_CHECKSUMS is 11 bytes, expected 12 to 2572',
+      );
       refuse(
         frame(7, Buffer.alloc(1035)),
         'body of REPL_FENCED is 1035 bytes, expected 10 to 1034',
@@ -388,6 +428,53 @@ describe('replication wire format', () => {
       refuse(hello([2, 0], 'ab'), 'REPL_HELLO replica node name is empty');
       refuse(hello([1, 1], 'a\xff'), 'REPL_HELLO replica node name is not valid UTF-8');
       refuse(hello([2, 1], '\xc3\x28a'), 'REPL_HELLO volume name is not valid UTF-8');
+    });
+
+    it('open names that disagree with the body, or are empty', () => {
+      const open = (lengths: number[], names: string) =>
+        frame(10, Buffer.concat([u64(1n), Buffer.from(lengths), Buffer.from(names, 'latin1')]));
+      refuse(
+        open([1, 2], 'ab'),
+        'body of REPL_OPEN is 12 bytes, but its name lengths \\(1 and 2\\) need 13',
+      );
+      refuse(open([0, 1], 'a'), 'REPL_OPEN volume name is empty');
+      refuse(open([1, 0], 'a'), 'REPL_OPEN primary node name is empty');
+      refuse(open([1, 1], 'a\xff'), 'REPL_OPEN primary node name is not valid UTF-8');
+    });
+
+    it('checksum counts out of bounds, lengths that disagree, flags other than 0 and 1', () => {
+      const ask = (count: number) => frame(12, Buffer.concat([u64(1n), u64(0n), u32(count)]));
+      refuse(ask(0), 'REPL_READ_CHECKSUMS block count 0 is not from 1 to .*\\(512\\)');
+      refuse(ask(513), 'REPL_READ_CHECKSUMS block count 513 is not from 1 to .*');
+      const answer = (count: number, entries: Buffer) =>
+        frame(13, Buffer.concat([u64(0n), u32(count), entries]));
+      refuse(
+        answer(2, Buffer.alloc(5)),
+        'body of REPL_CHECKSUMS is 17 bytes, but its 2 blocks need 22',
+      );
+      refuse(answer(0, Buffer.alloc(0)), 'REPL_CHECKSUMS block count 0 is not from 1 to .*');
+      refuse(
+        answer(1, Buffer.from([0, 0, 0, 0, 2])),
+        'REPL_CHECKSUMS allocated flag 2 of block 0 is not 0 or 1',
+      );
+      assert.throws(
+        () =>
+          encode({
+            type: 'REPL_CHECKSUMS',
+            startBlock: 0,
+            checksums: new Uint32Array(2),
+            allocated: new Uint8Array(1),
+          }),
+        /1 allocated flags for 2 checksums/,
+      );
+      assert.throws(
+        () => encode({ type: 'REPL_READ_CHECKSUMS', epoch: 1, startBlock: 0, blockCount: 513 }),
+        /block count 513: expected 1 to replicationChecksumBlocksMax \(512\)/,
+      );
+      assert.throws(
+        () => encode({ type: 'REPL_GENERATION', epoch: 1, generation: 'xyz' }),
+        /generation "xyz" is not 16 hex digits/,
+      );
     });
 
     it('unknown ack kinds and flags', () => {
@@ -497,7 +584,7 @@ function fuzzStream(draw: Draw, round: number): Buffer {
   if (round % 4 === 0) return draw.bytes(draw.int(300));
   if (round % 4 === 1) {
     const body = draw.bytes(draw.int(64));
-    const bad = frame(draw.int(11), body);
+    const bad = frame(draw.int(15), body);
     if (draw.chance(0.3)) bad.writeUInt32BE(draw.int(80), 6);
     return bad;
   }

@@ -24,7 +24,19 @@
 // |                         |         | message                                      |            |
 // | REPL_ACCEPT_EPOCH (8)   | asker   | epoch u64                                    | 8          |
 // | REPL_EPOCH_ACCEPTED (9) | replica | epoch u64: the highest it has persisted      | 8          |
+// | REPL_OPEN (10)          | primary | epoch u64, volume length u8, node length u8, | 10 + names |
+// |                         |         | volume, primary node                         |            |
+// | REPL_GENERATION (11)    | primary | epoch u64, generation u64                    | 16         |
+// | REPL_READ_CHECKSUMS (12)| primary | epoch u64, start block u64, block count u32  | 20         |
+// | REPL_CHECKSUMS (13)     | replica | start block u64, block count u32, then per   | 12 + 5 per |
+// |                         |         | block: CRC-32 u32, allocated u8 (0 or 1)     | block      |
 //
+// REPL_OPEN is the primary's first frame on every link: the transport routes the link by its
+// volume, and the replica answers REPL_HELLO. REPL_GENERATION tells an in-sync replica to adopt a
+// generation into its history ("you hold my data as of this generation"). REPL_READ_CHECKSUMS
+// asks for the checksums of 1 to replicationChecksumBlocksMax blocks, which the replica answers,
+// after every mutation that arrived before the question, with REPL_CHECKSUMS for the same blocks;
+// a resync compares them with its own to find the blocks to copy.
 // Names and messages are UTF-8: a name is 1 to 255 bytes (an empty one can only be a bug on the
 // peer, so it is refused both ways), a REPL_FENCED message 0 to 1024 bytes. ACK `written` answers
 // the mutation of that seq; `durable` says everything up to seq is durable, the answer to
@@ -50,6 +62,13 @@ export const replicationNameBytesMax = 255;
 /** A REPL_FENCED message is for a human; longer ones are cut on a character boundary. */
 export const replicationTextBytesMax = 1024;
 export const REPL_FLAG_FUA = 1 << 0;
+/**
+ * Blocks one REPL_READ_CHECKSUMS may ask for (and one REPL_CHECKSUMS carries): 2 MiB of 4 KiB
+ * blocks, and a 2,582-byte frame, so it fits the smallest messageBytesMax a decoder takes.
+ */
+export const replicationChecksumBlocksMax = 512;
+/** Bytes each block takes in REPL_CHECKSUMS: its CRC-32 and its allocated flag. */
+export const checksumEntryBytes = 5;
 
 export const writeFixedBytes = 26;
 /** Largest frame by default: a write of the NBD request limit, its fixed fields and the header. */
@@ -66,6 +85,10 @@ export const replicationMessageTypes = {
   REPL_FENCED: 7,
   REPL_ACCEPT_EPOCH: 8,
   REPL_EPOCH_ACCEPTED: 9,
+  REPL_OPEN: 10,
+  REPL_GENERATION: 11,
+  REPL_READ_CHECKSUMS: 12,
+  REPL_CHECKSUMS: 13,
 } as const;
 export type ReplicationMessageType = keyof typeof replicationMessageTypes;
 
@@ -80,6 +103,10 @@ export const bodyShapes: Record<ReplicationMessageType, { fixed: number; variabl
   REPL_FENCED: { fixed: 10, variableMax: replicationTextBytesMax },
   REPL_ACCEPT_EPOCH: { fixed: 8, variableMax: 0 },
   REPL_EPOCH_ACCEPTED: { fixed: 8, variableMax: 0 },
+  REPL_OPEN: { fixed: 10, variableMax: 2 * replicationNameBytesMax },
+  REPL_GENERATION: { fixed: 16, variableMax: 0 },
+  REPL_READ_CHECKSUMS: { fixed: 20, variableMax: 0 },
+  REPL_CHECKSUMS: { fixed: 12, variableMax: checksumEntryBytes * replicationChecksumBlocksMax },
 };
 
 export type AckKind = 'written' | 'durable';
@@ -130,8 +157,45 @@ export interface ReplEpoch {
   readonly type: 'REPL_ACCEPT_EPOCH' | 'REPL_EPOCH_ACCEPTED';
   readonly epoch: number;
 }
+export interface ReplOpen {
+  readonly type: 'REPL_OPEN';
+  readonly volume: string;
+  readonly primaryNode: string;
+  readonly epoch: number;
+}
+export interface ReplGeneration {
+  readonly type: 'REPL_GENERATION';
+  readonly epoch: number;
+  /** 16 lowercase hex digits. */
+  readonly generation: string;
+}
+export interface ReplReadChecksums {
+  readonly type: 'REPL_READ_CHECKSUMS';
+  readonly epoch: number;
+  readonly startBlock: number;
+  /** 1 to replicationChecksumBlocksMax. */
+  readonly blockCount: number;
+}
+export interface ReplChecksums {
+  readonly type: 'REPL_CHECKSUMS';
+  readonly startBlock: number;
+  /** CRC-32 of each block as it reads (a hole has the CRC of zeroes). */
+  readonly checksums: Uint32Array;
+  /** 1 where the block holds stored data, 0 where it reads as zeroes without any. */
+  readonly allocated: Uint8Array;
+}
 export type ReplicationMessage =
-  ReplHello | ReplWrite | ReplRangeMutation | ReplFlush | ReplAck | ReplFenced | ReplEpoch;
+  | ReplHello
+  | ReplWrite
+  | ReplRangeMutation
+  | ReplFlush
+  | ReplAck
+  | ReplFenced
+  | ReplEpoch
+  | ReplOpen
+  | ReplGeneration
+  | ReplReadChecksums
+  | ReplChecksums;
 
 export const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const uint64Max = 2n ** 64n - 1n;
@@ -205,22 +269,81 @@ export function encode(message: ReplicationMessage, options: EncodeOptions = {})
     case 'REPL_ACCEPT_EPOCH':
     case 'REPL_EPOCH_ACCEPTED':
       return [fixed(message).u64(safe(message, 'epoch', message.epoch)).buffer];
+    case 'REPL_OPEN':
+      return [encodeOpen(message)];
+    case 'REPL_GENERATION':
+      return [
+        fixed(message)
+          .u64(safe(message, 'epoch', message.epoch))
+          .u64(generationOf(message, message.generation)).buffer,
+      ];
+    case 'REPL_READ_CHECKSUMS':
+      return [
+        fixed(message)
+          .u64(safe(message, 'epoch', message.epoch))
+          .u64(safe(message, 'start block', message.startBlock))
+          .u32(checksumCountOf(message, message.blockCount)).buffer,
+      ];
+    case 'REPL_CHECKSUMS':
+      return [encodeChecksums(message)];
   }
+}
+
+function encodeOpen(message: ReplOpen): Buffer {
+  const volume = nameBytes(message, 'volume name', message.volume);
+  const node = nameBytes(message, 'primary node name', message.primaryNode);
+  const bodyBytes = 10 + volume.length + node.length;
+  return new FieldWriter('REPL_OPEN', bodyBytes, bodyBytes)
+    .u64(safe(message, 'epoch', message.epoch))
+    .u8(volume.length)
+    .u8(node.length)
+    .bytes(volume)
+    .bytes(node).buffer;
+}
+
+function encodeChecksums(message: ReplChecksums): Buffer {
+  const count = checksumCountOf(message, message.checksums.length);
+  if (message.allocated.length !== count) {
+    throw cannotEncode(
+      message,
+      `${message.allocated.length} allocated flags for ${count} checksums`,
+    );
+  }
+  const bodyBytes = 12 + checksumEntryBytes * count;
+  const writer = new FieldWriter('REPL_CHECKSUMS', bodyBytes, bodyBytes)
+    .u64(safe(message, 'start block', message.startBlock))
+    .u32(count);
+  for (let index = 0; index < count; index++) {
+    const flag = message.allocated[index]!;
+    if (flag > 1) throw cannotEncode(message, `allocated flag ${flag} is not 0 or 1`);
+    writer.u32(message.checksums[index]!).u8(flag);
+  }
+  return writer.buffer;
+}
+
+function checksumCountOf(message: ReplicationMessage, count: number): number {
+  if (!Number.isInteger(count) || count < 1 || count > replicationChecksumBlocksMax) {
+    const expected = `expected 1 to replicationChecksumBlocksMax (${replicationChecksumBlocksMax})`;
+    throw cannotEncode(message, `block count ${count}: ${expected}`);
+  }
+  return count;
+}
+
+function generationOf(message: ReplicationMessage, generation: string): bigint {
+  if (!generationPattern.test(generation)) {
+    throw cannotEncode(message, `generation ${JSON.stringify(generation)} is not 16 hex digits`);
+  }
+  return BigInt(`0x${generation}`);
 }
 
 function encodeHello(message: ReplHello): Buffer {
   const volume = nameBytes(message, 'volume name', message.volume);
   const node = nameBytes(message, 'replica node name', message.replicaNode);
-  if (!generationPattern.test(message.generation)) {
-    throw cannotEncode(
-      message,
-      `generation ${JSON.stringify(message.generation)} is not 16 hex digits`,
-    );
-  }
+  const generation = generationOf(message, message.generation);
   const variableBytes = volume.length + node.length;
   return new FieldWriter('REPL_HELLO', 26 + variableBytes, 26 + variableBytes)
     .u64(safe(message, 'accepted epoch', message.acceptedEpoch))
-    .u64(BigInt(`0x${message.generation}`))
+    .u64(generation)
     .u64(safe(message, 'data generation counter', message.dataGenerationCounter))
     .u8(volume.length)
     .u8(node.length)

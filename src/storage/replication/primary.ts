@@ -1,0 +1,153 @@
+// The primary core of synchronous replication (docs/replication.md, "The write path", "A replica
+// that stops answering", "Resync" and the primary's state table): a BlockDevice over the local
+// copy whose mutations are answered only when the local write is done and every in-sync replica
+// acked it, and whose flushes (and FUA mutations) only when every in-sync replica made everything
+// before them durable. It reports an in-sync replica that stops answering and keeps waiting: only
+// the controller removes a replica from the ISR (setMembership), after which the waiting replies
+// are released once the replica's dirty bitmap holds what it missed, persisted. Replicas outside
+// the ISR are resynced (resync.ts) and reported caught-up. A replica that refuses our epoch fences
+// this primary: every pending and later operation fails with EIO.
+//
+// FUA: a mutation with FUA is written locally with FUA and sent with the flag, and its reply then
+// also waits for the flush path (local flush, REPL_FLUSH to every ISR member, dirty bitmaps saved),
+// which is what makes it durable on every in-sync copy.
+import { ContinuumError } from '../../core/errors.js';
+import type { Extent, WriteOptions, WriteZeroesOptions } from '../block-device.js';
+import type { BlockChecksums } from '../engine/chain-status.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
+import { PrimaryCore } from './primary-core.js';
+import {
+  acceptEpoch,
+  emptyReplicaMeta,
+  newGenerationId,
+  startGeneration,
+  type ReplicaMeta,
+} from './replica-meta.js';
+import { deviceDataGeneration } from './replica.js';
+import type { PrimaryHandle, PrimaryOptions, PrimaryStatus, VolumeMembership } from './types.js';
+
+/** The generation of a copy with no history: a replica announcing it has no data we know. */
+export const noGeneration = '0000000000000000';
+
+export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandle> {
+  const { context, membership, state, volume } = options;
+  checkMembership(context.node, membership);
+  const loaded = await state.loadMeta();
+  if (loaded !== null && loaded.volume !== volume) {
+    throw new ContinuumError(
+      'CONTINUUM_ERR_VOLUME_CORRUPT',
+      `replication state of ${volume} names volume ${loaded.volume}`,
+    );
+  }
+  let meta: ReplicaMeta = loaded ?? emptyReplicaMeta(volume);
+  const decision = acceptEpoch(meta, options.epoch);
+  if (decision.kind === 'refused') {
+    throw new ContinuumError(
+      'CONTINUUM_ERR_STALE_EPOCH',
+      `${volume} on ${context.node} accepted epoch ${decision.highestEpoch}; ` +
+        `cannot serve as primary at epoch ${options.epoch} (fenced)`,
+      { details: { volume, epoch: options.epoch, highestEpoch: decision.highestEpoch } },
+    );
+  }
+  meta = decision.meta;
+  // Bitmaps of an earlier term are stale: this node was a replica meanwhile. Ex-members start a
+  // fresh one at the newest generation we share with them.
+  const bitmaps = new Map<string, DirtyBitmap>();
+  for (const { node } of membership.replicas) {
+    if (node === context.node) continue;
+    await state.deleteBitmap(node);
+    if (membership.isr.includes(node)) continue;
+    const bitmap = DirtyBitmap.create({
+      regionSizeBytes: context.limits.bitmapRegionBytes,
+      volumeSizeBytes: options.device.sizeBytes,
+      startGeneration: meta.generations[0] ?? noGeneration,
+    });
+    await state.saveBitmap(node, bitmap);
+    bitmaps.set(node, bitmap);
+  }
+  const generation = newGenerationId(context.random);
+  meta = startGeneration(meta, generation, deviceDataGeneration(options.device, meta));
+  await state.saveMeta(meta);
+  const core = new PrimaryCore(options, meta, bitmaps);
+  core.start();
+  return new Primary(core);
+}
+
+function checkMembership(node: string, membership: VolumeMembership): void {
+  const listed = membership.replicas.some((replica) => replica.node === node);
+  if (!listed || !membership.isr.includes(node)) {
+    throw new ContinuumError(
+      'CONTINUUM_ERR_BAD_REQUEST',
+      `node ${node} must be a replica and in the ISR to serve as primary`,
+      { details: { node, isr: membership.isr } },
+    );
+  }
+}
+
+/** The PrimaryHandle: the BlockDevice face of the core. */
+class Primary implements PrimaryHandle {
+  readonly sizeBytes: number;
+  readonly blockSizeBytes: number;
+  readonly readOnly: boolean;
+  readonly consistentAcrossConnections: boolean;
+
+  constructor(private readonly core: PrimaryCore) {
+    const device = core.device;
+    this.sizeBytes = device.sizeBytes;
+    this.blockSizeBytes = device.blockSizeBytes;
+    this.readOnly = device.readOnly;
+    this.consistentAcrossConnections = device.consistentAcrossConnections;
+  }
+
+  get fenced(): boolean {
+    return this.core.fenced;
+  }
+
+  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.core.local(() => this.core.device.read(offsetBytes, lengthBytes));
+  }
+
+  blockStatus(offsetBytes: number, lengthBytes: number): Promise<readonly Extent[]> {
+    return this.core.local(() => this.core.device.blockStatus(offsetBytes, lengthBytes));
+  }
+
+  readChecksums(startBlock: number, blockCount: number): Promise<BlockChecksums> {
+    return this.core.local(() => this.core.device.readChecksums(startBlock, blockCount));
+  }
+
+  write(offsetBytes: number, data: Buffer, options?: WriteOptions): Promise<void> {
+    const fua = options?.fua === true;
+    return this.core.mutate({ kind: 'write', offsetBytes, lengthBytes: data.length, fua, data });
+  }
+
+  trim(offsetBytes: number, lengthBytes: number, options?: WriteOptions): Promise<void> {
+    const fua = options?.fua === true;
+    return this.core.mutate({ kind: 'trim', offsetBytes, lengthBytes, fua });
+  }
+
+  writeZeroes(
+    offsetBytes: number,
+    lengthBytes: number,
+    options?: WriteZeroesOptions,
+  ): Promise<void> {
+    const fua = options?.fua === true;
+    const mayTrim = options?.mayTrim;
+    return this.core.mutate({ kind: 'zeroes', offsetBytes, lengthBytes, fua, mayTrim });
+  }
+
+  flush(): Promise<void> {
+    return this.core.flush();
+  }
+
+  setMembership(membership: VolumeMembership): void {
+    this.core.membershipRules.setMembership(membership);
+  }
+
+  status(): PrimaryStatus {
+    return this.core.status();
+  }
+
+  close(): Promise<void> {
+    return this.core.close();
+  }
+}
