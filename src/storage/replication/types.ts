@@ -30,7 +30,11 @@ export interface ReplicationLink {
 }
 
 /** Opens a link from a primary to the replica of `volume` on `node` at `address`. */
-export type LinkConnector = (target: { volume: string; node: string; address: string }) => ReplicationLink;
+export type LinkConnector = (target: {
+  volume: string;
+  node: string;
+  address: string;
+}) => ReplicationLink;
 
 /**
  * The persisted replication state of one volume on one node, beside its data (files next to the
@@ -69,11 +73,39 @@ export interface VolumeDuty {
 /** What a primary tells the controller (through its agent), and what it shows. */
 export type PrimaryReport =
   /** An ISR member did not ack within `replicaAckTimeoutMs`: writes wait until the controller decides. */
-  | { readonly kind: 'unresponsive'; readonly volume: string; readonly epoch: number; readonly node: string; readonly isrVersion: number }
+  | {
+      readonly kind: 'unresponsive';
+      readonly volume: string;
+      readonly epoch: number;
+      readonly node: string;
+      readonly isrVersion: number;
+    }
+  /**
+   * This primary's own copy was not closed cleanly (it may have lost writes the other ISR members
+   * hold): it serves nothing until the controller drops it from the ISR and moves the workload.
+   */
+  | {
+      readonly kind: 'unclean';
+      readonly volume: string;
+      readonly epoch: number;
+      readonly node: string;
+      readonly isrVersion: number;
+    }
   /** A replica outside the ISR has every mutation; the primary already waits for its acks. */
-  | { readonly kind: 'caught-up'; readonly volume: string; readonly epoch: number; readonly node: string; readonly isrVersion: number }
+  | {
+      readonly kind: 'caught-up';
+      readonly volume: string;
+      readonly epoch: number;
+      readonly node: string;
+      readonly isrVersion: number;
+    }
   /** A replica refused our epoch, or a newer primary exists: nothing more is acknowledged. */
-  | { readonly kind: 'fenced'; readonly volume: string; readonly epoch: number; readonly reason: string }
+  | {
+      readonly kind: 'fenced';
+      readonly volume: string;
+      readonly epoch: number;
+      readonly reason: string;
+    }
   | {
       readonly kind: 'resync';
       readonly volume: string;
@@ -137,7 +169,12 @@ export interface ReplicaStatus {
   readonly state: ReplicaState;
   /** Mutations sent and not yet acked. */
   readonly unacked: number;
-  readonly resync?: { readonly mode: 'delta' | 'full' | 'verify'; readonly bytesCopied: number; readonly bytesToCopy: number; readonly blocksCompared: number };
+  readonly resync?: {
+    readonly mode: 'delta' | 'full' | 'verify';
+    readonly bytesCopied: number;
+    readonly bytesToCopy: number;
+    readonly blocksCompared: number;
+  };
 }
 
 export interface PrimaryStatus {
@@ -147,6 +184,8 @@ export interface PrimaryStatus {
   readonly fenced: boolean;
   readonly isrVersion: number;
   readonly replicas: readonly ReplicaStatus[];
+  /** Held: the local copy was not closed cleanly and other ISR members exist (primary-held.ts). */
+  readonly unclean?: boolean;
 }
 
 /**
@@ -161,7 +200,11 @@ export interface PrimaryHandle extends ReplicableDevice {
   /** A newer membership from the controller (an older or equal isrVersion is ignored). */
   setMembership(membership: VolumeMembership): void;
   status(): PrimaryStatus;
-  /** Stops serving: pending operations fail, links close, the local device stays open (the caller owns it). */
+  /**
+   * Stops serving: pending operations fail, links close; then the local device is flushed and the
+   * copy recorded as closed cleanly (replica-meta.ts `unclean`). The device stays open (the caller
+   * owns it).
+   */
   close(): Promise<void>;
 }
 
@@ -192,7 +235,10 @@ export interface ReplicaHandle {
    * delivers only what follows it. The replica answers with REPL_HELLO.
    */
   accept(link: ReplicationLink, open: ReplOpenInfo): void;
-  /** Closes every link; the local device stays open (the caller owns it). */
+  /**
+   * Closes every link, lets the mutations being applied finish, flushes the device and records the
+   * copy as closed cleanly when it is known complete; the device stays open (the caller owns it).
+   */
   close(): Promise<void>;
 }
 
