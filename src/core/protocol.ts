@@ -97,7 +97,7 @@ const counter = z.number().int().nonnegative();
 /** What a primary volume server reports to the controller (src/storage/replication/types.ts). */
 export const primaryReportSchema = z.discriminatedUnion('kind', [
   z.object({
-    kind: z.enum(['unresponsive', 'caught-up']),
+    kind: z.enum(['unresponsive', 'caught-up', 'unclean']),
     volume: nameSchema,
     epoch: counter,
     node: nameSchema,

@@ -110,10 +110,18 @@ export class ReplicatedWorkloads {
       const owner = record?.node ?? undefined;
       const target =
         owner === undefined ? undefined : this.ownerTarget(writer, owner, record?.epoch ?? 0);
-      const check = writer.finalCheck(target);
+      let outcome: { problem: string | undefined } | undefined;
+      void writer.finalCheck(target).then(
+        (problem) => (outcome = { problem }),
+        (error: unknown) => (outcome = { problem: `the final read-back failed: ${String(error)}` }),
+      );
       await this.world.run(1_000);
-      const problem = await check;
-      if (problem !== undefined) problems.push(`liveness: ${problem}`);
+      // A primary that holds its operations (its copy was not closed cleanly) never answers.
+      if (outcome === undefined)
+        problems.push(
+          `liveness: the final read-back of ${writer.volume} through the primary on ${owner ?? 'no node'} did not complete`,
+        );
+      else if (outcome.problem !== undefined) problems.push(`liveness: ${outcome.problem}`);
       const copies = record?.volumes?.[writer.volume];
       const wanted = record?.spec.volumes.find((v) => v.name === writer.volume)?.replicas ?? 0;
       if (copies !== undefined && copies.isr.length < wanted)

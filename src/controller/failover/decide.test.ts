@@ -176,6 +176,25 @@ describe('decide', () => {
     );
   });
 
+  it('places an unplaced workload on a node it avoids only when no other node can take it', () => {
+    const avoid = [{ node: 'n1', until: 60_000 }];
+    const both = snapshot(5_000, {
+      nodes: [node('n1'), node('n2')],
+      workloads: [workload('kv', null, { avoid })],
+      lastHeartbeatAt: { n1: 4_990, n2: 4_990 },
+    });
+    const [elsewhere] = decide(both, config);
+    assert.equal(elsewhere?.type === 'move' && elsewhere.toNode, 'n2');
+    const only = snapshot(5_000, {
+      nodes: [node('n1'), node('n2')],
+      workloads: [workload('kv', null, { avoid })],
+      lastHeartbeatAt: { n1: 4_990 },
+    });
+    const [fallback] = decide(only, config).filter((d) => d.type === 'move');
+    assert.equal(fallback?.type === 'move' && fallback.toNode, 'n1');
+    assert.match(fallback?.type === 'move' ? fallback.reason : '', /a node it avoids \(n1\)/);
+  });
+
   it('evicts workloads from a node in maintenance to a production node', () => {
     const s = snapshot(5_000, {
       nodes: [node('n1', 'production', { maintenance: true }), node('n2'), node('s1', 'spare')],

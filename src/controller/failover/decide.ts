@@ -207,12 +207,22 @@ function decideWorkload(
 ): Decision[] | undefined {
   const avoid = workload.avoid.filter((a) => a.until > snapshot.now).map((a) => a.node);
   if (workload.node === null) {
-    return moveTo(scheduler, workload, {
+    const placed = moveTo(scheduler, workload, {
       purpose: 'initial',
       exclude: avoid,
       kind: 'placement',
       reason: 'placing',
     });
+    if (avoid.length === 0 || placed.some((d) => d.type === 'move')) return placed;
+    // Nowhere else to go (say the only in-sync copy is there): a node it avoids, where its
+    // remediation gave up, is better than none, as a restart in place is (ARCHITECTURE.md section 4).
+    const fallback = moveTo(scheduler, workload, {
+      purpose: 'initial',
+      exclude: [],
+      kind: 'placement',
+      reason: `placing on a node it avoids (${avoid.join(', ')}): no other node can take it`,
+    });
+    return fallback.some((d) => d.type === 'move') ? fallback : placed;
   }
   const owner = snapshot.nodes.find((n) => n.name === workload.node);
   const ownerLiveness = owner ? liveness.get(owner.name) : 'down';
@@ -237,6 +247,33 @@ function decideWorkload(
         toNode: null,
         reason: `node ${workload.node} is down`,
         failedAt,
+      },
+      ...moved,
+    ];
+  }
+  const inSync = inSyncNodes(workload);
+  if (inSync !== undefined && !inSync.includes(workload.node)) {
+    // Its owner left the in-sync set while up (its copy was not closed cleanly, so it may have
+    // lost acknowledged writes): it must not serve; an in-sync copy takes over at a new epoch, and
+    // its primary resyncs this one as a returning replica.
+    const reason = `the copy on ${workload.node} is out of sync`;
+    const moved = moveTo(scheduler, workload, {
+      purpose: 'failover',
+      exclude: [workload.node, ...avoid],
+      kind: 'failover',
+      reason,
+    });
+    if (moved.some((d) => d.type === 'move')) return moved;
+    // No in-sync copy can take it now: release the owner's claim (its primary holds every
+    // operation anyway), so the workload waits unplaced, like one whose owner is down.
+    return [
+      {
+        type: 'move',
+        workload: workload.name,
+        kind: 'failover',
+        fromNode: workload.node,
+        toNode: null,
+        reason: `${reason}, and no node with an in-sync copy can take it`,
       },
       ...moved,
     ];

@@ -38,8 +38,11 @@ export function dutiesByNode(
 /**
  * The records after a primary's report, or undefined when it changes nothing. Only the owner's
  * reports at the current epoch count. An unresponsive ISR member is dropped (outdated); a caught-up
- * copy joins the ISR. Either way the isrVersion moves on, even when the report is out of date (the
- * node already left, or is no longer a holder), so the primary stops waiting on what it reported.
+ * copy joins the ISR; an owner whose own copy was not closed cleanly ('unclean': it may have lost
+ * writes the other ISR members hold) leaves the ISR when others remain in it, and decide.ts then
+ * moves the workload to one of them. Either way the isrVersion moves on, even when the report is
+ * out of date (the node already left, or is no longer a holder), so the primary stops waiting on
+ * what it reported.
  */
 export function recordsAfterReport(
   workload: WorkloadRecord,
@@ -47,7 +50,8 @@ export function recordsAfterReport(
   report: PrimaryReportMessage,
   now: number,
 ): { volumes: VolumeRecords; message: string } | undefined {
-  if (report.kind !== 'unresponsive' && report.kind !== 'caught-up') return undefined;
+  if (report.kind !== 'unresponsive' && report.kind !== 'caught-up' && report.kind !== 'unclean')
+    return undefined;
   const record = workload.volumes?.[report.volume];
   if (record === undefined || workload.node !== reporter || report.epoch !== workload.epoch)
     return undefined;
@@ -55,7 +59,15 @@ export function recordsAfterReport(
   const { node } = report;
   let next;
   let message;
-  if (report.kind === 'unresponsive') {
+  if (report.kind === 'unclean') {
+    if (node !== reporter || !record.isr.includes(node) || record.isr.length < 2) {
+      next = { ...record, isrVersion: record.isrVersion + 1 };
+      message = `${node} reported its copy unclean, but it is not the owner's copy among others in sync`;
+    } else {
+      next = dropFromIsr(record, node, 'lost unflushed writes in a crash', now);
+      message = `the copy on ${node} was not closed cleanly (it may have lost unflushed writes): it leaves the in-sync set`;
+    }
+  } else if (report.kind === 'unresponsive') {
     if (node === reporter || !record.isr.includes(node)) {
       next = { ...record, isrVersion: record.isrVersion + 1 };
       message = `${node} was reported unresponsive but is not a replica in sync`;

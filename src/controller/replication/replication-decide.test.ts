@@ -194,6 +194,52 @@ describe('replicated volume decisions', () => {
     assert.equal(recordsAfterReport(w, 'n1', { ...report, epoch: 3, isrVersion: 0 }, 9), undefined);
   });
 
+  it('an unclean report drops the owner from the ISR when others are in it; decide then moves the workload to an in-sync node', () => {
+    const now = 50_000;
+    const w = kv('n1', { volumes: record(['n1', 'n2', 's1'], ['n1', 'n2'], 4) });
+    const report = { kind: 'unclean' as const, volume: 'data', epoch: 3, node: 'n1' };
+    const change = recordsAfterReport(w, 'n1', { ...report, isrVersion: 4 }, 9);
+    const data = change?.volumes.data;
+    assert.deepEqual(data?.isr, ['n2']);
+    assert.equal(data?.isrVersion, 5);
+    assert.deepEqual(data?.outdated.n1, { since: 9, reason: 'lost unflushed writes in a crash' });
+    assert.match(change?.message ?? '', /not closed cleanly/);
+    // Only the owner's current report counts; the only copy in sync stays (it is the best there is).
+    assert.equal(recordsAfterReport(w, 'n2', { ...report, isrVersion: 4 }, 9), undefined);
+    assert.equal(recordsAfterReport(w, 'n1', { ...report, isrVersion: 3 }, 9), undefined);
+    const alone = kv('n1', { volumes: record(['n1', 'n2'], ['n1'], 4) });
+    const kept = recordsAfterReport(alone, 'n1', { ...report, isrVersion: 4 }, 9);
+    assert.deepEqual(kept?.volumes.data?.isr, ['n1']);
+    assert.equal(kept?.volumes.data?.isrVersion, 5);
+
+    // The owner is up, but no longer in sync: the workload fails over to n2, the in-sync copy
+    // (not to a free spare, and not s1, whose copy is outdated).
+    const moved = kv('n1', { volumes: change!.volumes });
+    const snapshot = {
+      now,
+      startedAt: 0,
+      nodes,
+      workloads: [moved],
+      instances: [],
+      lastHeartbeatAt: heartbeats(now),
+    };
+    const [move] = moves(decide(snapshot, config));
+    assert.equal(move?.kind, 'failover');
+    assert.equal(move?.fromNode, 'n1');
+    assert.equal(move?.toNode, 'n2');
+    assert.match(move?.reason ?? '', /the copy on n1 is out of sync/);
+    assert.equal(move?.volumes, undefined, 'the records stay: n1 returns through a resync');
+    // No in-sync node can take it: the owner's claim is released; it waits unplaced.
+    const stuck = decide({ ...snapshot, lastHeartbeatAt: heartbeats(now, ['n2']) }, config);
+    assert.deepEqual(
+      moves(stuck).map((m) => [m.fromNode, m.toNode]),
+      [['n1', null]],
+    );
+    assert.ok(stuck.some((d) => d.type === 'blocked'));
+    // An owner in sync stays.
+    assert.equal(moves(decide({ ...snapshot, workloads: [w] }, config)).length, 0);
+  });
+
   it('gives the owner the primary duty and every other holder a replica duty at the epoch', () => {
     const w = kv('n1', { volumes: record(['n1', 's1'], ['n1', 's1']) });
     const duties = dutiesByNode({ nodes, workloads: [w] }, () => false);

@@ -40,7 +40,7 @@ export async function volumeReport(
     const value: WorkloadRecord = { ...entry.value, volumes: change.volumes, updatedAt: now };
     const event: NewEvent = {
       at: now,
-      kind: report.kind === 'unresponsive' ? 'volume.isr-shrunk' : 'volume.isr-grown',
+      kind: report.kind === 'caught-up' ? 'volume.isr-grown' : 'volume.isr-shrunk',
       subject,
       message: change.message,
       data: {

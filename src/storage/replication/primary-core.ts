@@ -71,6 +71,9 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   readonly watchdog: Watchdog;
   private readonly sleeps = new Map<object, () => void>();
   private saves: Promise<void> = Promise.resolve();
+  /** Local mutations not yet settled: a clean close waits for them before its flush. */
+  private readonly localWrites = new Set<Promise<void>>();
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly options: PrimaryOptions,
@@ -169,7 +172,13 @@ export class PrimaryCore implements PeerHost, ResyncHost {
         await this.guard(full.windowOpen());
       }
       waiting = this.dispatch(request);
-      await this.guard(this.applyLocal(request));
+      const local = this.applyLocal(request);
+      this.localWrites.add(local);
+      void local.then(
+        () => this.localWrites.delete(local),
+        () => this.localWrites.delete(local),
+      );
+      await this.guard(local);
       waiting.localDone = true;
     } catch (error) {
       if (waiting !== undefined) this.mutations.delete(waiting.seq);
@@ -435,7 +444,24 @@ export class PrimaryCore implements PeerHost, ResyncHost {
 
   close(): Promise<void> {
     this.stop(new BlockDeviceError('closed', `primary of ${this.volume} closed`), 'primary closed');
-    return Promise.resolve();
+    this.closing ??= this.markClosedCleanly();
+    return this.closing;
+  }
+
+  /**
+   * Once what was written locally settled and is flushed, the copy holds every write this primary
+   * acknowledged: record it as closed cleanly. A flush that fails (power lost) leaves it unclean.
+   */
+  private async markClosedCleanly(): Promise<void> {
+    await Promise.allSettled([...this.localWrites]);
+    try {
+      await this.device.flush();
+      const meta: ReplicaMeta = { ...this.meta, unclean: false };
+      await this.persist(() => this.options.state.saveMeta(meta));
+      this.meta = meta;
+    } catch (error) {
+      this.logger.log('warn', 'could not record a clean close', { error: String(error) });
+    }
   }
 
   private stop(error: Error, reason: string): void {

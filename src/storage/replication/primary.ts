@@ -11,6 +11,10 @@
 // FUA: a mutation with FUA is written locally with FUA and sent with the flag, and its reply then
 // also waits for the flush path (local flush, REPL_FLUSH to every ISR member, dirty bitmaps saved),
 // which is what makes it durable on every in-sync copy.
+//
+// A copy that was not closed cleanly (replica-meta.ts `unclean`) may have lost writes it
+// acknowledged: while other ISR members exist it does not serve (primary-held.ts); alone in the
+// ISR it is the best copy there is and serves as usual.
 import { ContinuumError } from '../../core/errors.js';
 import type { Extent, WriteOptions, WriteZeroesOptions } from '../block-device.js';
 import type { BlockChecksums } from '../engine/chain-status.js';
@@ -20,9 +24,11 @@ import {
   acceptEpoch,
   emptyReplicaMeta,
   newGenerationId,
+  isUnclean,
   startGeneration,
   type ReplicaMeta,
 } from './replica-meta.js';
+import { HeldPrimary } from './primary-held.js';
 import { deviceDataGeneration } from './replica.js';
 import type { PrimaryHandle, PrimaryOptions, PrimaryStatus, VolumeMembership } from './types.js';
 
@@ -39,8 +45,7 @@ export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandl
       `replication state of ${volume} names volume ${loaded.volume}`,
     );
   }
-  let meta: ReplicaMeta = loaded ?? emptyReplicaMeta(volume);
-  const decision = acceptEpoch(meta, options.epoch);
+  const decision = acceptEpoch(loaded ?? emptyReplicaMeta(volume), options.epoch);
   if (decision.kind === 'refused') {
     throw new ContinuumError(
       'CONTINUUM_ERR_STALE_EPOCH',
@@ -49,7 +54,35 @@ export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandl
       { details: { volume, epoch: options.epoch, highestEpoch: decision.highestEpoch } },
     );
   }
-  meta = decision.meta;
+  const meta: ReplicaMeta = { ...decision.meta, unclean: true };
+  if (isUnclean(loaded) && othersInSync(context.node, membership)) {
+    // This copy may have lost writes the other ISR members hold: it must not serve, verify or
+    // resync anyone. It waits, reporting itself, until the controller moves the workload (or
+    // leaves it the only copy in sync).
+    if (decision.changed) await state.saveMeta(meta);
+    context.logger.log('warn', 'copy was not closed cleanly: held, reporting it', {
+      volume,
+      epoch: options.epoch,
+      isr: membership.isr,
+    });
+    return new HeldPrimary(
+      options,
+      meta,
+      async (latest) => new Primary(await startServing({ ...options, membership: latest }, meta)),
+    );
+  }
+  return new Primary(await startServing(options, meta));
+}
+
+/** Whether the ISR has members besides `node`. */
+function othersInSync(node: string, membership: VolumeMembership): boolean {
+  return membership.isr.some((member) => member !== node);
+}
+
+/** Begins a new generation (persisted with the meta) and starts the core over `options.membership`. */
+async function startServing(options: PrimaryOptions, accepted: ReplicaMeta): Promise<PrimaryCore> {
+  const { context, membership, state } = options;
+  let meta: ReplicaMeta = { ...accepted, unclean: true };
   // Bitmaps of an earlier term are stale: this node was a replica meanwhile. Ex-members start a
   // fresh one at the newest generation we share with them.
   const bitmaps = new Map<string, DirtyBitmap>();
@@ -70,7 +103,7 @@ export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandl
   await state.saveMeta(meta);
   const core = new PrimaryCore(options, meta, bitmaps);
   core.start();
-  return new Primary(core);
+  return core;
 }
 
 function checkMembership(node: string, membership: VolumeMembership): void {

@@ -12,6 +12,7 @@ import {
   compareHistories,
   emptyReplicaMeta,
   generationHistoryMax,
+  isUnclean,
   loadReplicaMeta,
   newGenerationId,
   saveReplicaMeta,
@@ -63,6 +64,23 @@ describe('replica meta file', () => {
     await saveReplicaMeta(file, emptyReplicaMeta('web-1'));
     await saveReplicaMeta(file, sample);
     assert.deepEqual(await loadReplicaMeta(file), sample);
+  });
+
+  it('keeps the unclean flag; a format 1 file without it loads as a clean copy', async () => {
+    const file = path.join(dir, 'unclean.json');
+    for (const unclean of [true, false]) {
+      await saveReplicaMeta(file, { ...sample, unclean });
+      assert.deepEqual(await loadReplicaMeta(file), { ...sample, unclean });
+      assert.equal(isUnclean(await loadReplicaMeta(file)), unclean);
+    }
+    const older = { format: 1, ...sample, generations: [...sample.generations] };
+    await writeFile(file, JSON.stringify(older));
+    const loaded = await loadReplicaMeta(file);
+    assert.deepEqual(loaded, sample);
+    assert.equal(isUnclean(loaded), false);
+    assert.equal(isUnclean(null), false);
+    await writeFile(file, JSON.stringify({ ...older, unclean: 'yes' }));
+    await assert.rejects(loadReplicaMeta(file), isCorrupt(file, /at unclean/));
   });
 
   it('is null when there is no file', async () => {

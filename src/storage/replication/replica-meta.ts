@@ -28,6 +28,14 @@ export interface ReplicaMeta {
   readonly generations: readonly string[];
   /** The engine's `volume.dataGeneration` when the newest generation began. */
   readonly dataGeneration: number;
+  /**
+   * The copy may have lost writes it acknowledged (docs/replication.md, "A copy that was not
+   * closed cleanly"). Set whenever a primary or a replica opens the copy, so a crash (power loss,
+   * a killed process) leaves it set; cleared only by a clean close (everything flushed first) of a
+   * copy known to hold every write it acknowledged: one opened clean, a primary that served, or a
+   * replica a primary verified meanwhile. Absent (files written before it existed) means clean.
+   */
+  readonly unclean?: boolean;
 }
 
 export type EpochDecision =
@@ -59,7 +67,14 @@ const fileSchema = z.strictObject({
     .max(generationHistoryMax)
     .refine((ids) => new Set(ids).size === ids.length, 'expected no generation twice'),
   dataGeneration: counterSchema,
+  /** Optional, so files written before it existed still load (as clean). */
+  unclean: z.boolean().optional(),
 });
+
+/** Whether the copy may have lost writes it acknowledged (`ReplicaMeta.unclean`). */
+export function isUnclean(meta: ReplicaMeta | null): boolean {
+  return meta?.unclean === true;
+}
 
 /** The meta of a node that holds the volume but has no history yet (a new replica). */
 export function emptyReplicaMeta(volume: string): ReplicaMeta {
@@ -82,11 +97,17 @@ export async function loadReplicaMeta(
     const where = issue === undefined || issue.path.length === 0 ? 'the top' : issue.path.join('.');
     throw corrupt(filePath, `is malformed at ${where}: ${issue?.message ?? 'invalid'}`);
   }
-  const { volume, highestEpoch, generations, dataGeneration } = result.data;
+  const { volume, highestEpoch, generations, dataGeneration, unclean } = result.data;
   if (options.volume !== undefined && volume !== options.volume) {
     throw corrupt(filePath, `names volume ${volume}, but was expected for ${options.volume}`);
   }
-  return { volume, highestEpoch, generations, dataGeneration };
+  return {
+    volume,
+    highestEpoch,
+    generations,
+    dataGeneration,
+    ...(unclean === undefined ? {} : { unclean }),
+  };
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   acceptEpoch,
   emptyReplicaMeta,
   generationIdPattern,
+  isUnclean,
   startGeneration,
   type ReplicaMeta,
 } from './replica-meta.js';
@@ -37,10 +38,16 @@ export async function openReplica(options: ReplicaOptions): Promise<ReplicaHandl
       accepted: decision.highestEpoch,
     });
   } else meta = decision.meta;
-  if (loaded === null || (decision.kind === 'accepted' && decision.changed)) {
+  // Set while open, so a crash leaves it set (replica-meta.ts). A copy that was not closed
+  // cleanly needs nothing more here: its primary verifies every ISR member when it (re)connects,
+  // and resyncs the others; until one did, a clean close keeps it unclean.
+  const unclean = isUnclean(loaded);
+  if (unclean) logger.log('warn', 'copy was not closed cleanly: it waits for a verify pass');
+  if (loaded === null || !unclean || (decision.kind === 'accepted' && decision.changed)) {
+    meta = { ...meta, unclean: true };
     await options.state.saveMeta(meta);
   }
-  return new Replica(options, meta, logger);
+  return new Replica(options, meta, logger, !unclean);
 }
 
 class Replica implements ReplicaHandle, ReplicaSessionHost {
@@ -53,11 +60,14 @@ class Replica implements ReplicaHandle, ReplicaSessionHost {
   /** Saves of the meta, one after another, so the file always holds the latest decision. */
   private metaSaves: Promise<void> = Promise.resolve();
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly options: ReplicaOptions,
     meta: ReplicaMeta,
     readonly logger: Logger,
+    /** Known to hold every write it acknowledged: opened clean, or verified by a primary since. */
+    private complete: boolean,
   ) {
     this.meta = meta;
   }
@@ -116,7 +126,11 @@ class Replica implements ReplicaHandle, ReplicaSessionHost {
       if (!generationIdPattern.test(id) || id === '0000000000000000') {
         throw new RangeError(`generation ${JSON.stringify(id)} is not a generation id`);
       }
-      if (this.meta.generations[0] === id) return;
+      // A primary sends its generation once a verify or resync pass made us equal to it.
+      if (this.meta.generations[0] === id) {
+        this.verified();
+        return;
+      }
       if (this.meta.generations.includes(id)) {
         this.logger.log('warn', 'primary sent an older generation of our history; ignored', { id });
         return;
@@ -128,9 +142,16 @@ class Replica implements ReplicaHandle, ReplicaSessionHost {
       );
       await this.options.state.saveMeta(next);
       this.meta = next;
+      this.verified();
     });
     this.metaSaves = work.catch(() => undefined);
     return work;
+  }
+
+  private verified(): void {
+    if (this.complete) return;
+    this.complete = true;
+    this.logger.log('info', 'verified by the primary: the copy is complete again');
   }
 
   accept(link: ReplicationLink, open: ReplOpenInfo): void {
@@ -165,7 +186,28 @@ class Replica implements ReplicaHandle, ReplicaSessionHost {
   close(): Promise<void> {
     this.closed = true;
     for (const session of [...this.sessions]) session.close('the replica is closing');
-    return Promise.resolve();
+    this.closing ??= this.markClosedCleanly();
+    return this.closing;
+  }
+
+  /**
+   * Once the mutations being applied settled and the device is flushed, a copy known complete is
+   * recorded as closed cleanly; a failed flush (power lost) or an unverified copy stays unclean.
+   */
+  private async markClosedCleanly(): Promise<void> {
+    await Promise.allSettled([...this.applying]);
+    await this.metaSaves;
+    if (!this.complete) return;
+    try {
+      await this.options.device.flush();
+      const next: ReplicaMeta = { ...this.meta, unclean: false };
+      const work = this.metaSaves.then(() => this.options.state.saveMeta(next));
+      this.metaSaves = work.catch(() => undefined);
+      await work;
+      this.meta = next;
+    } catch (error) {
+      this.logger.log('warn', 'could not record a clean close', { error: String(error) });
+    }
   }
 }
 
