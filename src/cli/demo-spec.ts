@@ -1,6 +1,8 @@
 // The demo cluster that `continuum up` applies: one site, two production nodes, one spare, and the
-// HTTP key-value service shipped with Continuum, protected with an HTTP health probe.
+// HTTP key-value service shipped with Continuum, protected with an HTTP health probe, keeping its
+// keys on a replicated volume where this machine can attach one.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterSpecInput } from '../core/spec.js';
 
@@ -19,7 +21,22 @@ export function demoServicePath(): string {
   throw new Error(`demo service not found at ${path}: run "npm run build" first`);
 }
 
-export function demoSpec(options: { endpointPort: number; servicePath: string }): ClusterSpecInput {
+/** The demo's replicated volume: two copies, so a failover loses no acknowledged key. */
+export const demoVolume = { name: 'kv-data', sizeMiB: 64, replicas: 2 };
+
+/**
+ * `volumeRoot`: where each node mounts the demo's replicated volume (`<volumeRoot>/<node>`: all the
+ * demo's nodes share one machine), which is also the service's working directory, so its keys live
+ * on the volume. Without it (no attach method on this machine) the keys stay in each node's own
+ * directory.
+ */
+export function demoSpec(options: {
+  endpointPort: number;
+  servicePath: string;
+  volumeRoot?: string;
+}): ClusterSpecInput {
+  const mountPath =
+    options.volumeRoot === undefined ? undefined : join(options.volumeRoot, '{node}');
   return {
     apiVersion: 'continuum/v1',
     sites: [{ name: 'local', description: 'this machine' }],
@@ -34,7 +51,12 @@ export function demoSpec(options: { endpointPort: number; servicePath: string })
       {
         name: 'kv',
         driver: 'process',
-        process: { command: [process.execPath, options.servicePath], stopGraceMs: 2000 },
+        process: {
+          command: [process.execPath, options.servicePath],
+          stopGraceMs: 2000,
+          ...(mountPath === undefined ? {} : { cwd: mountPath }),
+        },
+        ...(mountPath === undefined ? {} : { volumes: [{ ...demoVolume, mountPath }] }),
         resources: { cpu: 1, memoryMiB: 256 },
         endpoints: [{ name: 'http', port: options.endpointPort, host: '127.0.0.1' }],
         probes: [

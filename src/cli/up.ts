@@ -10,7 +10,9 @@ import { listNodes, listWorkloads } from '../controller/queries.js';
 import { startControllerServer } from '../controller/server.js';
 import { streamLogger } from '../platform/logger.js';
 import { parsePort } from './commands-daemons.js';
-import { demoNodes, demoServicePath, demoSpec } from './demo-spec.js';
+import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
+import { demoNodes, demoServicePath, demoSpec, demoVolume } from './demo-spec.js';
+import { stopDemo } from './up-stop.js';
 import { continuumHome } from './paths.js';
 
 interface UpOptions {
@@ -62,7 +64,14 @@ async function runUp(input: UpOptions): Promise<void> {
   const servicePath = demoServicePath();
   const controllerDir = join(opts.dataDir, 'controller');
   const running = await startControllerServer({ dataDir: controllerDir, port: opts.port, logger });
-  const spec = demoSpec({ endpointPort: opts.endpointPort, servicePath });
+  // The demo's keys go on a replicated volume where this machine can attach one.
+  const detection = await detectAttachMethods();
+  const volumeRoot = detection.preferred === null ? undefined : join(opts.dataDir, 'mnt');
+  const spec = demoSpec({
+    endpointPort: opts.endpointPort,
+    servicePath,
+    ...(volumeRoot === undefined ? {} : { volumeRoot }),
+  });
   // Nodes first, the service once every node has joined: otherwise it starts on whichever agent
   // is up first, a spare as likely as not, and the demo's story (a failover to the spare) is lost.
   await applySpec(running.controller, { ...spec, workloads: [] }, 'continuum-up');
@@ -129,8 +138,13 @@ async function runUp(input: UpOptions): Promise<void> {
     30_000,
     async () => (await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(2000) })).ok,
   );
-  const owner =
-    (await listWorkloads(running.controller)).find((w) => w.name === 'kv')?.node ?? 'node-1';
+  const kv = (await listWorkloads(running.controller)).find((w) => w.name === 'kv');
+  const owner = kv?.node ?? 'node-1';
+  const copies = kv?.volumes?.[demoVolume.name];
+  const storage =
+    copies === undefined
+      ? `kv keeps its keys in each node's directory (${describeAttachDetection(detection)})`
+      : `kv keeps its keys on volume ${demoVolume.name}, ${demoVolume.replicas} copies in sync (${copies.isr.join(', ')}): a failover loses none`;
   process.stdout.write(
     [
       'Continuum is up.',
@@ -139,6 +153,7 @@ async function runUp(input: UpOptions): Promise<void> {
       `  API token:                          ${running.apiTokenFile}`,
       `  data directory:                     ${opts.dataDir}`,
       '',
+      storage,
       `kv runs on ${owner}. Kill that node (agent and everything it runs) to watch a failover:`,
       `  kill -9 -$(cat ${join(opts.dataDir, 'nodes', owner, 'agent.pid')})`,
       'then:',
@@ -149,15 +164,19 @@ async function runUp(input: UpOptions): Promise<void> {
       '',
     ].join('\n'),
   );
+  let stopping = false;
   const stop = () => {
-    for (const { child } of children)
-      if (child.pid !== undefined)
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-    void running.close().then(() => process.exit(0));
+    if (stopping) return;
+    stopping = true;
+    void stopDemo({
+      controller: running.controller,
+      children,
+      dataDir: opts.dataDir,
+      nodes: demoNodes,
+      logger,
+    })
+      .then(() => running.close())
+      .then(() => process.exit(0));
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
