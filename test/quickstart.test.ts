@@ -123,6 +123,18 @@ describe('README quick start', () => {
     if (volumes) {
       const greeting = await fetch(`${endpoint}/kv/greeting`);
       assert.equal(await greeting.text(), 'hello', 'the key written before the kill survived it');
+      const described = execFileSync('sh', ['-c', 'continuum describe workload kv'], {
+        cwd: dir,
+        env,
+        encoding: 'utf8',
+      });
+      assert.match(described, /Volumes:\n {2}kv-data: copies .*; in sync /, described);
+      const listed = execFileSync('sh', ['-c', 'continuum get workloads'], {
+        cwd: dir,
+        env,
+        encoding: 'utf8',
+      });
+      assert.match(listed, /COPIES/, listed);
     }
     if (volumes)
       assert.match(

@@ -24,7 +24,7 @@ const nodeRows = (nodes: NodeView[]) =>
 
 const workloadRows = (items: WorkloadView[]) =>
   table(
-    ['NAME', 'PHASE', 'NODE', 'EPOCH', 'INSTANCE', 'PID', 'RESTARTS', 'PRIORITY'],
+    ['NAME', 'PHASE', 'NODE', 'EPOCH', 'INSTANCE', 'PID', 'RESTARTS', 'PRIORITY', 'COPIES'],
     items.map((w) => [
       w.name,
       w.phase,
@@ -34,8 +34,48 @@ const workloadRows = (items: WorkloadView[]) =>
       w.instance?.pid,
       w.instance?.restarts,
       w.spec.availability.priority,
+      copiesSummary(w),
     ]),
   );
+
+/** In-sync copies of the least protected replicated volume, and resyncs in progress. */
+function copiesSummary(w: WorkloadView): string {
+  const volumes = Object.entries(w.volumes ?? {});
+  if (volumes.length === 0) return '-';
+  const wanted = (name: string) => w.spec.volumes.find((v) => v.name === name)?.replicas ?? 0;
+  const least = Math.min(...volumes.map(([name, r]) => r.isr.length - wanted(name)));
+  const [name, record] = volumes.find(([n, r]) => r.isr.length - wanted(n) === least)!;
+  const resyncing = (w.resyncs ?? []).map((r) => `${r.node} ${percent(r)}`);
+  const base = `${record.isr.length}/${wanted(name)} in sync`;
+  return resyncing.length === 0 ? base : `${base}, resync ${resyncing.join(', ')}`;
+}
+
+function percent(r: { bytesCopied: number; bytesToCopy: number }): string {
+  return r.bytesToCopy === 0 ? '0%' : `${Math.floor((100 * r.bytesCopied) / r.bytesToCopy)}%`;
+}
+
+/** Each replicated volume: where its copies are, which are in sync, and why the others are not. */
+function volumeLines(w: WorkloadView): string[] {
+  const volumes = Object.entries(w.volumes ?? {});
+  if (volumes.length === 0) return [];
+  return [
+    '',
+    'Volumes:',
+    ...volumes.flatMap(([name, r]) => [
+      `  ${name}: copies ${r.replicas.join(', ')}; in sync ${r.isr.join(', ') || 'none'}`,
+      ...Object.entries(r.outdated).map(
+        ([node, o]) => `    ${node} outdated since ${new Date(o.since).toISOString()}: ${o.reason}`,
+      ),
+      ...(w.resyncs ?? [])
+        .filter((s) => s.volume === name)
+        .map(
+          (s) =>
+            `    ${s.node} resyncing from ${s.primary} (${s.mode}): ${percent(s)}, ` +
+            `${s.bytesCopied} of ${s.bytesToCopy} bytes, ${s.blocksCompared} blocks compared`,
+        ),
+    ]),
+  ];
+}
 
 const failoverRows = (items: FailoverView[]) =>
   table(
@@ -164,6 +204,7 @@ export function addClientCommands(program: Command): void {
           `Instance:  ${workload.instance ? `${workload.instance.state} pid ${workload.instance.pid ?? '-'} restarts ${workload.instance.restarts}` : '-'}`,
           `Endpoints: ${workload.spec.endpoints.map((e) => `${e.name} ${e.host}:${e.port}`).join(', ') || '-'}`,
           ...(workload.blockedReason ? [`Blocked:   ${workload.blockedReason}`] : []),
+          ...volumeLines(workload),
           '',
           'Failovers:',
           failovers.length === 0 ? '  none' : failoverRows(failovers),

@@ -21,7 +21,7 @@ import { progress } from './failover/progress.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 import { dutiesByNode } from './replication/duties.js';
-import { volumeReport } from './replication/reports.js';
+import { volumeReport, type ResyncView } from './replication/reports.js';
 import { assignmentsByNode, epochsByNode, handoffWaits, routesOf } from './views.js';
 import { VolumeRpc } from './volume-rpc.js';
 
@@ -59,6 +59,8 @@ export class Controller {
   /** What the last publish was computed from, so an unchanged pass sends nothing. */
   private published: { state?: ClusterState; sessionsVersion: number } = { sessionsVersion: -1 };
   private readonly watches: { cancel(): void }[] = [];
+  /** Resyncs in progress, as their primaries report them (replication/reports.ts). */
+  readonly resyncs = new Map<string, ResyncView>();
   /** Volume operations forwarded to the agent of the node that holds the volume. */
   readonly volumes: VolumeRpc;
 

@@ -12,6 +12,7 @@ import type { Controller } from './controller.js';
 import type { NodeUsage } from './agent-sessions.js';
 import { transitionTimings } from './failover/progress.js';
 import { readState } from './reconcile/state.js';
+import type { ResyncView } from './replication/reports.js';
 import { workloadPhase } from './views.js';
 
 export interface NodeView extends NodeRecord {
@@ -25,6 +26,8 @@ export interface NodeView extends NodeRecord {
 export interface WorkloadView extends WorkloadRecord {
   phase: WorkloadPhase;
   instance?: InstanceRecord;
+  /** Copies of its replicated volumes being resynced now, with their progress. */
+  resyncs?: ResyncView[];
 }
 
 export async function listNodes(controller: Controller): Promise<NodeView[]> {
@@ -49,10 +52,14 @@ export async function listWorkloads(controller: Controller): Promise<WorkloadVie
   const state = await readState(controller.store);
   return state.workloads.map((w) => {
     const instance = state.instances.find((i) => i.workload === w.name && i.node === w.node);
+    const resyncs = [...controller.resyncs.values()].filter(
+      (r) => w.volumes?.[r.volume] !== undefined && !w.volumes[r.volume]!.isr.includes(r.node),
+    );
     return {
       ...w,
       phase: workloadPhase(w, state.instances),
       ...(instance === undefined ? {} : { instance }),
+      ...(resyncs.length === 0 ? {} : { resyncs }),
     };
   });
 }

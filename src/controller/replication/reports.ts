@@ -6,9 +6,23 @@ import type { PrimaryReportMessage } from '../../core/protocol.js';
 import type { StateStore } from '../../store/port.js';
 import { recordsAfterReport } from './duties.js';
 
+/** A resync in progress, as its primary last reported it (memory only: it is reported again). */
+export interface ResyncView {
+  volume: string;
+  node: string;
+  primary: string;
+  mode: 'delta' | 'full' | 'verify';
+  bytesCopied: number;
+  bytesToCopy: number;
+  blocksCompared: number;
+  at: number;
+}
+
 interface ReportContext {
   readonly store: StateStore;
   readonly config: { readonly writeAttemptsMax: number };
+  /** Resyncs in progress by `${volume}/${node}`. */
+  readonly resyncs: Map<string, ResyncView>;
   poke(): void;
 }
 
@@ -19,8 +33,25 @@ export async function volumeReport(
   now: number,
 ): Promise<void> {
   const subject = { kind: 'volume' as const, name: report.volume };
+  if (report.kind === 'resync') {
+    const key = `${report.volume}/${report.node}`;
+    if (!report.done) {
+      const { volume, node: target, mode, bytesCopied, bytesToCopy, blocksCompared } = report;
+      controller.resyncs.set(key, {
+        volume,
+        node: target,
+        primary: node,
+        mode,
+        bytesCopied,
+        bytesToCopy,
+        blocksCompared,
+        at: now,
+      });
+      return;
+    }
+    controller.resyncs.delete(key);
+  }
   if (report.kind === 'fenced' || report.kind === 'resync') {
-    if (report.kind === 'resync' && !report.done) return;
     const message =
       report.kind === 'fenced'
         ? `the primary on ${node} at epoch ${report.epoch} is fenced: ${report.reason}`
