@@ -156,7 +156,14 @@ describe('replicated volumes on real processes', { skip }, () => {
           else await new Promise((r) => setTimeout(r, 50));
         }
       })();
-      // A random moment in the stream.
+      // A random moment in the stream, once it flows (the first writes to a fresh file system
+      // can take a while on a loaded machine).
+      const ackedAtStart = acked.size;
+      await waitFor(
+        `round ${round}: a first key acknowledged`,
+        30_000,
+        () => acked.size > ackedAtStart,
+      ).catch(logTail);
       await new Promise((r) => setTimeout(r, randomInt(200, 1500)));
       const ackedBeforeKill = acked.size;
       const killedAt = Date.now();
