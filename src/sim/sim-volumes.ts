@@ -20,6 +20,7 @@ import { newSimStateDisk, SimStateStore } from './sim-state-store.js';
 export const simReplicationLimits: ReplicationLimits = replicationLimits({
   replicaAckTimeoutMs: 600,
   acceptEpochTimeoutMs: 600,
+  readLeaseMs: 400,
   resyncChunkBytes: 64 * 1024,
   bitmapRegionBytes: 16 * 1024,
   resyncBytesPerSecondMax: 4 * 2 ** 20,

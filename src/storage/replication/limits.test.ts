@@ -9,6 +9,7 @@ describe('replication limits', () => {
     assert.equal(replicationLimitsDefault.inFlightMax, 256);
     assert.equal(replicationLimits({ inFlightMax: 8 }).inFlightMax, 8);
     assert.equal(replicationLimits({ inFlightMax: 8 }).resyncChunkBytes, 2 ** 20);
+    assert.equal(replicationLimitsDefault.readLeaseMs, 1000);
   });
 
   it('refuses a value out of bounds, naming it', () => {
@@ -19,6 +20,7 @@ describe('replication limits', () => {
       [{ bitmapRegionBytes: 3000 }, /bitmapRegionBytes must be a power of two, got 3000/],
       [{ acceptEpochTimeoutMs: Number.NaN }, /acceptEpochTimeoutMs .* got NaN/],
       [{ resyncBytesPerSecondMax: '1' }, /resyncBytesPerSecondMax .* got 1/],
+      [{ readLeaseMs: 5 }, /readLeaseMs must be a whole number from 10 to 60000, got 5/],
       [{ inflightMax: 3 }, /replication limit inflightMax is unknown/],
     ];
     for (const [partial, pattern] of refusals) {

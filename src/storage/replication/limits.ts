@@ -14,6 +14,7 @@ export const replicationLimitsDefault: ReplicationLimits = Object.freeze({
   resyncChunkBytes: mib,
   bitmapRegionBytes: 64 * 1024,
   acceptEpochTimeoutMs: 2000,
+  readLeaseMs: 1000,
 });
 
 /** Bounds of each limit, inclusive: beyond them a value is a mistake, not a tuning. */
@@ -25,6 +26,7 @@ const bounds: Record<keyof ReplicationLimits, readonly [number, number]> = {
   resyncChunkBytes: [512, requestBytesMax],
   bitmapRegionBytes: [regionSizeBytesMin, regionSizeBytesMax],
   acceptEpochTimeoutMs: [1, 3_600_000],
+  readLeaseMs: [10, 60_000],
 };
 
 /** The defaults with `partial` applied, each value checked; throws RangeError naming the value. */

@@ -10,6 +10,8 @@ import { MembershipRules } from './primary-membership.js';
 import { PrimaryPeer, type InFlight, type PeerHost } from './primary-peer.js';
 import { RangeLock } from './range-lock.js';
 import type { ReplicaMeta } from './replica-meta.js';
+import { ReadLease } from './primary-lease.js';
+import { waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
 import { primaryStatus, Watchdog } from './primary-watchdog.js';
 import { type ResyncHost, type ResyncProgress } from './resync.js';
 import type {
@@ -20,30 +22,6 @@ import type {
   VolumeMembership,
 } from './types.js';
 import type { ReplicationMessage } from './wire.js';
-
-export interface MutationRequest {
-  readonly kind: 'write' | 'trim' | 'zeroes';
-  readonly offsetBytes: number;
-  readonly lengthBytes: number;
-  readonly fua: boolean;
-  readonly data?: Buffer;
-  readonly mayTrim?: boolean | undefined;
-}
-
-/** A client operation waiting for acks: a mutation (by seq) or a flush. */
-interface Waiting {
-  readonly seq: bigint;
-  readonly waitingOn: Set<string>;
-  localDone: boolean;
-  readonly promise: Promise<void>;
-  readonly resolve: () => void;
-}
-
-function waitingFor(seq: bigint, nodes: Iterable<string>): Waiting {
-  let resolve!: () => void;
-  const promise = new Promise<void>((done) => (resolve = done));
-  return { seq, waitingOn: new Set(nodes), localDone: false, promise, resolve };
-}
 
 export class PrimaryCore implements PeerHost, ResyncHost {
   readonly context: ReplicationContext;
@@ -74,11 +52,16 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   /** Local mutations not yet settled: a clean close waits for them before its flush. */
   private readonly localWrites = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
+  readonly lease: ReadLease;
+  /** Resolves once this primary may serve client operations (the promotion wait). */
+  private serveFrom: Promise<void> = Promise.resolve();
 
   constructor(
     readonly options: PrimaryOptions,
     meta: ReplicaMeta,
     readonly bitmaps: Map<string, DirtyBitmap>,
+    /** On our clock: client operations wait until then (primary.ts, the promotion wait). */
+    private readonly holdUntilMs = -Infinity,
   ) {
     this.context = options.context;
     this.meta = meta;
@@ -87,6 +70,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     this.stopped = new Promise<never>((_, reject) => (this.rejectStopped = reject));
     this.stopped.catch(() => undefined);
     this.watchdog = new Watchdog(this);
+    this.lease = new ReadLease(this);
     this.membershipRules = new MembershipRules(this);
   }
 
@@ -120,6 +104,12 @@ export class PrimaryCore implements PeerHost, ResyncHost {
       if (node !== this.context.node) this.addPeer(node, address);
     }
     this.watchdog.arm();
+    const holdMs = this.holdUntilMs - this.context.clock.now();
+    if (holdMs > 0) {
+      this.logger.log('info', 'serving once an earlier primary lease has expired', { holdMs });
+      this.serveFrom = this.sleep(holdMs);
+    }
+    this.lease.arm();
   }
 
   addPeer(node: string, address: string): void {
@@ -143,8 +133,11 @@ export class PrimaryCore implements PeerHost, ResyncHost {
 
   // --- client operations -----------------------------------------------------------------------
 
-  local<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.stopError !== undefined) return Promise.reject(this.stopError);
+  /** A read (or anything else that shows the local copy): answered only under the lease. */
+  async local<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.stopError !== undefined) throw this.stopError;
+    await this.guard(this.serveFrom);
+    while (!this.lease.valid()) await this.guard(this.lease.renewed());
     return this.guard(operation());
   }
 
@@ -159,6 +152,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     }
     if (this.device.readOnly)
       throw new BlockDeviceError('read-only', `${request.kind} on a read-only volume`);
+    await this.guard(this.serveFrom);
     await this.guard(this.epochGate());
     const acquired = this.lock.acquire(offsetBytes, lengthBytes);
     const release = await this.guard(acquired).catch((error: unknown) => {
@@ -196,6 +190,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
 
   async flush(): Promise<void> {
     if (this.stopError !== undefined) throw this.stopError;
+    await this.guard(this.serveFrom);
     await this.guard(this.epochGate());
     const seq = this.seq;
     const nowMs = this.context.clock.now();
@@ -339,6 +334,10 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     }
   }
 
+  peerRenewed(): void {
+    this.lease.check();
+  }
+
   peerReady(peer: PrimaryPeer): void {
     this.checkGate();
     this.membershipRules.startPass(peer);
@@ -374,6 +373,11 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     peer.send(message);
   }
 
+  /** The newest sequence number given out (a flush asked now covers everything up to it). */
+  get currentSeq(): bigint {
+    return this.seq;
+  }
+
   nextSeq(): bigint {
     return this.seq;
   }
@@ -389,6 +393,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   recheckAll(): void {
     for (const waiting of [...this.mutations.values(), ...this.flushes]) this.recheck(waiting);
     this.checkGate();
+    this.lease.check();
   }
 
   // --- the epoch gate, progress, the watchdog, stopping ------------------------------------------
@@ -469,6 +474,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     this.stopError = error;
     this.rejectStopped(error);
     this.watchdog.disarm();
+    this.lease.disarm();
     for (const [timer, wake] of this.sleeps) {
       this.context.clock.clearTimeout(timer);
       wake();

@@ -37,6 +37,8 @@ export interface PeerHost {
   peerDown(peer: PrimaryPeer, reason: string): void;
   peerAcked(peer: PrimaryPeer, seq: bigint): void;
   peerDurable(peer: PrimaryPeer): void;
+  /** It acknowledged something sent later than anything it had acknowledged before (the lease). */
+  peerRenewed(peer: PrimaryPeer): void;
   fence(reason: string): void;
 }
 
@@ -65,6 +67,16 @@ export class PrimaryPeer {
   /** The flush it owes an answer to, and since when. */
   flushSeq: bigint | undefined;
   flushSinceMs = 0;
+  /**
+   * The read lease (primary-core.ts): when we sent the newest message it has since acknowledged,
+   * on our clock (a mutation's queueing time, a REPL_FLUSH's or REPL_ACCEPT_EPOCH's sending time:
+   * never later than the message was sent, so never later than the replica took our epoch).
+   */
+  ackedSentMs = -Infinity;
+  /** REPL_FLUSH frames sent on the current link and not yet answered, in sending order. */
+  private flushSends: { seq: bigint; sentMs: number }[] = [];
+  /** When REPL_ACCEPT_EPOCH went on the current link. */
+  private acceptSentMs = -Infinity;
   /** When the current link began, and when anything last arrived on it. */
   private linkSinceMs = 0;
   private heardMs = 0;
@@ -138,7 +150,21 @@ export class PrimaryPeer {
   requestFlush(seq: bigint, nowMs: number): void {
     if (this.flushSeq === undefined) this.flushSinceMs = nowMs;
     if (this.flushSeq === undefined || seq > this.flushSeq) this.flushSeq = seq;
-    this.send({ type: 'REPL_FLUSH', seq, epoch: this.host.epoch });
+    this.sendFlush(seq);
+  }
+
+  /** Sends REPL_FLUSH now if the link is up, remembering when (its durable ack renews the lease). */
+  private sendFlush(seq: bigint): void {
+    if (!this.ready) return;
+    this.flushSends.push({ seq, sentMs: this.host.context.clock.now() });
+    this.link!.send({ type: 'REPL_FLUSH', seq, epoch: this.host.epoch });
+  }
+
+  /** Records that it acknowledged a message we sent at `sentMs`. */
+  private renewed(sentMs: number): void {
+    if (sentMs <= this.ackedSentMs) return;
+    this.ackedSentMs = sentMs;
+    this.host.peerRenewed(this);
   }
 
   /** Forgets the flush it owed (it left the set the primary waits for). */
@@ -252,6 +278,7 @@ export class PrimaryPeer {
       return this.host.fence(`${this.node} already accepted epoch ${hello.acceptedEpoch}`);
     }
     this.hello = hello;
+    this.acceptSentMs = this.host.context.clock.now();
     this.link!.send({ type: 'REPL_ACCEPT_EPOCH', epoch: this.host.epoch });
   }
 
@@ -268,25 +295,34 @@ export class PrimaryPeer {
     this.retryDelayMs = reconnectDelayMsMin;
     // What it still owes from before the reconnection goes again, in sequence order.
     for (const inFlight of this.unacked.values()) this.link!.send(inFlight.message);
-    if (this.flushSeq !== undefined) {
-      this.link!.send({ type: 'REPL_FLUSH', seq: this.flushSeq, epoch: this.host.epoch });
-    }
+    if (this.flushSeq !== undefined) this.sendFlush(this.flushSeq);
+    // It answered at our epoch: it had taken no newer one when it got our question.
+    this.renewed(this.acceptSentMs);
     this.host.peerReady(this);
   }
 
   private written(seq: bigint): void {
-    if (!this.unacked.delete(seq)) return;
+    const inFlight = this.unacked.get(seq);
+    if (inFlight === undefined) return;
+    this.unacked.delete(seq);
     this.wakeWindow();
     this.host.peerAcked(this, seq);
+    this.renewed(inFlight.sinceMs);
   }
 
   private durable(seq: bigint): void {
+    // The k-th durable ack of `seq` on a link answers at least the k-th REPL_FLUSH of it sent
+    // there (the link is ordered), so the earliest such send is a safe time for the lease.
+    const index = this.flushSends.findIndex((sent) => sent.seq === seq);
+    const sentMs = index < 0 ? undefined : this.flushSends[index]!.sentMs;
+    if (index >= 0) this.flushSends.splice(index, 1);
     if (seq > this.durableSeq) this.durableSeq = seq;
     if (this.flushSeq !== undefined && this.durableSeq >= this.flushSeq) this.flushSeq = undefined;
     const due = this.durableWaiters.filter((waiter) => waiter.seq <= this.durableSeq);
     this.durableWaiters = this.durableWaiters.filter((waiter) => waiter.seq > this.durableSeq);
     for (const waiter of due) waiter.wake();
     this.host.peerDurable(this);
+    if (sentMs !== undefined) this.renewed(sentMs);
   }
 
   private checksumsReceived(answer: ReplChecksums): void {
@@ -327,6 +363,8 @@ export class PrimaryPeer {
     this.hello = undefined;
     this.streaming = false;
     this.verified = false;
+    this.flushSends = [];
+    this.acceptSentMs = -Infinity;
     const waiters = this.checksumWaiters;
     this.checksumWaiters = [];
     for (const waiter of waiters)

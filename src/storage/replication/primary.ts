@@ -6,7 +6,10 @@
 // the controller removes a replica from the ISR (setMembership), after which the waiting replies
 // are released once the replica's dirty bitmap holds what it missed, persisted. Replicas outside
 // the ISR are resynced (resync.ts) and reported caught-up. A replica that refuses our epoch fences
-// this primary: every pending and later operation fails with EIO.
+// this primary: every pending and later operation fails with EIO. Reads are answered only under
+// the read lease (primary-core.ts), and a primary promoted above the epoch its copy had serves
+// nothing for readLeaseMs after it opens, so that a deposed one cut off from everyone has stopped
+// answering reads before this one answers anything.
 //
 // FUA: a mutation with FUA is written locally with FUA and sent with the flag, and its reply then
 // also waits for the flush path (local flush, REPL_FLUSH to every ISR member, dirty bitmaps saved),
@@ -38,6 +41,7 @@ export const noGeneration = '0000000000000000';
 export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandle> {
   const { context, membership, state, volume } = options;
   checkMembership(context.node, membership);
+  const openedAtMs = context.clock.now();
   const loaded = await state.loadMeta();
   if (loaded !== null && loaded.volume !== volume) {
     throw new ContinuumError(
@@ -55,6 +59,12 @@ export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandl
     );
   }
   const meta: ReplicaMeta = { ...decision.meta, unclean: true };
+  // The promotion wait: a copy that held the volume at an older epoch may have acknowledged the
+  // primary of that epoch (as its replica) less than readLeaseMs ago, and that primary may still
+  // answer reads under the lease our ack renewed (primary-core.ts). A restart at the epoch we
+  // already accepted does not wait; a copy with no replication state never acknowledged anyone.
+  const promoted = loaded !== null && decision.changed;
+  const holdUntilMs = promoted ? openedAtMs + context.limits.readLeaseMs : -Infinity;
   if (isUnclean(loaded) && othersInSync(context.node, membership)) {
     // This copy may have lost writes the other ISR members hold: it must not serve, verify or
     // resync anyone. It waits, reporting itself, until the controller moves the workload (or
@@ -68,10 +78,11 @@ export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandl
     return new HeldPrimary(
       options,
       meta,
-      async (latest) => new Primary(await startServing({ ...options, membership: latest }, meta)),
+      async (latest) =>
+        new Primary(await startServing({ ...options, membership: latest }, meta, holdUntilMs)),
     );
   }
-  return new Primary(await startServing(options, meta));
+  return new Primary(await startServing(options, meta, holdUntilMs));
 }
 
 /** Whether the ISR has members besides `node`. */
@@ -80,7 +91,11 @@ function othersInSync(node: string, membership: VolumeMembership): boolean {
 }
 
 /** Begins a new generation (persisted with the meta) and starts the core over `options.membership`. */
-async function startServing(options: PrimaryOptions, accepted: ReplicaMeta): Promise<PrimaryCore> {
+async function startServing(
+  options: PrimaryOptions,
+  accepted: ReplicaMeta,
+  holdUntilMs: number,
+): Promise<PrimaryCore> {
   const { context, membership, state } = options;
   let meta: ReplicaMeta = { ...accepted, unclean: true };
   // Bitmaps of an earlier term are stale: this node was a replica meanwhile. Ex-members start a
@@ -101,7 +116,7 @@ async function startServing(options: PrimaryOptions, accepted: ReplicaMeta): Pro
   const generation = newGenerationId(context.random);
   meta = startGeneration(meta, generation, deviceDataGeneration(options.device, meta));
   await state.saveMeta(meta);
-  const core = new PrimaryCore(options, meta, bitmaps);
+  const core = new PrimaryCore(options, meta, bitmaps, holdUntilMs);
   core.start();
   return core;
 }

@@ -132,6 +132,12 @@ export interface ReplicationLimits {
   readonly bitmapRegionBytes: number;
   /** How long a new primary waits for the ISR to accept its epoch before reporting. */
   readonly acceptEpochTimeoutMs: number;
+  /**
+   * The read lease (docs/replication.md, "Reads and the lease"): a primary answers reads only
+   * within this long of sending something every other ISR member has since acknowledged, and a
+   * primary that opens with a copy that has a history serves nothing for this long.
+   */
+  readonly readLeaseMs: number;
 }
 
 /** What the cores need of their surroundings. */
@@ -192,7 +198,8 @@ export interface PrimaryStatus {
  * The primary: a BlockDevice whose mutations are answered only once every ISR member has them
  * (flushes: made them durable). `openPrimary` resolves once the local copy accepted `epoch` and
  * began a new generation (persisted); client operations issued before every ISR member accepted
- * the epoch wait for that. Once fenced, every pending and later operation fails with
+ * the epoch wait for that; reads are answered only under the read lease, and a primary promoted
+ * above its copy's epoch serves nothing for `readLeaseMs` (primary.ts). Once fenced, every pending and later operation fails with
  * BlockDeviceError('io') and nothing more is acknowledged.
  */
 export interface PrimaryHandle extends ReplicableDevice {
