@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cliPath, repoRoot, waitFor, workloadPids } from './harness/cluster.js';
 import { serves } from './harness/demo.js';
+import { mountPointsUnder } from './attach/harness.js';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
 
 function alive(pid: number): boolean {
@@ -24,14 +25,6 @@ function readmeCommand(prefix: string): string {
   const line = readme.split('\n').find((l) => l.trim().startsWith(prefix));
   if (line === undefined) throw new Error(`README has no line starting with "${prefix}"`);
   return line.trim();
-}
-
-/** Mount points under `dir`, from the kernel's table. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[4] ?? '')
-    .filter((path) => path.startsWith(`${dir}/`));
 }
 
 describe('README quick start', () => {
@@ -65,7 +58,7 @@ describe('README quick start', () => {
       () => undefined,
     );
     // A test that failed half-way may leave the demo volume mounted: never delete through a mount.
-    for (const mount of mountsUnder(dir).reverse()) {
+    for (const mount of mountPointsUnder(dir).reverse()) {
       try {
         execFileSync('umount', ['-l', mount], { stdio: 'ignore' });
       } catch {
@@ -146,6 +139,6 @@ describe('README quick start', () => {
     // volume too, which no agent came back to detach).
     for (const pgid of pgids) process.kill(pgid, 'SIGTERM');
     await waitFor('continuum up to exit', 40_000, () => pgids.every((pid) => !alive(pid)));
-    assert.deepEqual(mountsUnder(dir), [], 'continuum up left mounts behind');
+    assert.deepEqual(mountPointsUnder(dir), [], 'continuum up left mounts behind');
   });
 });

@@ -6,26 +6,20 @@
 // acknowledged key is read back with its value. The killed node then comes back, is resynced, and
 // rejoins the in-sync set before the next round. Twenty rounds.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
+import { onPath } from './attach/harness.js';
 import { demoServicePath, freePort, TestCluster, waitFor } from './harness/cluster.js';
 
 const rounds = Number(process.env.REPLICATION_ROUNDS ?? 20);
 const tools = ['nbdfuse', 'mkfs.ext4', 'losetup'];
 
 function missing(): string | false {
-  for (const tool of tools) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      return `${tool} is not installed`;
-    }
-  }
-  return false;
+  const absent = tools.find((tool) => !onPath(tool));
+  return absent === undefined ? false : `${absent} is not installed`;
 }
 
 const detection = await detectAttachMethods();

@@ -18,20 +18,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isProcessAlive } from '../src/agent/drivers/process/proc-fs.js';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
+import { onPath } from './attach/harness.js';
 import { cliPath, TestCluster, waitFor } from './harness/cluster.js';
 
 const mebibyte = 1_048_576;
 const tools = ['nbdcopy', 'e2fsck', 'debugfs', 'qemu-img'];
 
 function missing(): string | false {
-  for (const tool of tools) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    } catch {
-      return `${tool} is not installed`;
-    }
-  }
-  return false;
+  const absent = tools.find((tool) => !onPath(tool));
+  return absent === undefined ? false : `${absent} is not installed`;
 }
 
 interface Volume {

@@ -49,7 +49,6 @@ export class SimWriter {
   /** Per epoch, the node whose primary acknowledged writes at it. */
   private readonly ackers = new Map<number, string>();
   private highestAckedEpoch = 0;
-  acknowledged = 0;
   checks = 0;
 
   constructor(
@@ -100,7 +99,6 @@ export class SimWriter {
     this.acknowledgedBy(target);
     this.acked.set(block, { value, issuedAt });
     this.writesSinceFlush++;
-    this.acknowledged++;
   }
 
   private async flush(target: SimWriterTarget): Promise<void> {

@@ -121,11 +121,16 @@ function loopDevicesUnder(dir: string): string[] {
   return found;
 }
 
-function mountsUnder(dir: string): string[] {
+/** Mount points below `dir`, from the kernel's table. */
+export function mountPointsUnder(dir: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .filter((line) => line.includes(dir))
-    .map((line) => `mount: ${line}`);
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((path) => path.startsWith(`${dir}/`));
+}
+
+function mountsUnder(dir: string): string[] {
+  return mountPointsUnder(dir).map((path) => `mount: ${path}`);
 }
 
 function processesUnder(dir: string): string[] {

@@ -228,28 +228,14 @@ function decideWorkload(
   const ownerLiveness = owner ? liveness.get(owner.name) : 'down';
   if (ownerLiveness === 'down') {
     const failedAt = snapshot.lastHeartbeatAt[workload.node] ?? snapshot.startedAt;
-    const moved = moveTo(scheduler, workload, {
-      purpose: 'failover',
-      exclude: [workload.node, ...avoid],
-      kind: 'failover',
-      reason: `node ${workload.node} is down`,
-      failedAt,
-    });
     // No node can take it: release the lost node's claim anyway (raising the epoch), so that if
     // the node returns its stale instance is stopped rather than silently resumed.
-    if (moved.some((d) => d.type === 'move')) return moved;
-    return [
-      {
-        type: 'move',
-        workload: workload.name,
-        kind: 'failover',
-        fromNode: workload.node,
-        toNode: null,
-        reason: `node ${workload.node} is down`,
-        failedAt,
-      },
-      ...moved,
-    ];
+    return failOverOrRelease(scheduler, workload, {
+      exclude: [workload.node, ...avoid],
+      reason: `node ${workload.node} is down`,
+      releaseReason: `node ${workload.node} is down`,
+      failedAt,
+    });
   }
   const inSync = inSyncNodes(workload);
   if (inSync !== undefined && !inSync.includes(workload.node)) {
@@ -257,26 +243,13 @@ function decideWorkload(
     // lost acknowledged writes): it must not serve; an in-sync copy takes over at a new epoch, and
     // its primary resyncs this one as a returning replica.
     const reason = `the copy on ${workload.node} is out of sync`;
-    const moved = moveTo(scheduler, workload, {
-      purpose: 'failover',
-      exclude: [workload.node, ...avoid],
-      kind: 'failover',
-      reason,
-    });
-    if (moved.some((d) => d.type === 'move')) return moved;
     // No in-sync copy can take it now: release the owner's claim (its primary holds every
     // operation anyway), so the workload waits unplaced, like one whose owner is down.
-    return [
-      {
-        type: 'move',
-        workload: workload.name,
-        kind: 'failover',
-        fromNode: workload.node,
-        toNode: null,
-        reason: `${reason}, and no node with an in-sync copy can take it`,
-      },
-      ...moved,
-    ];
+    return failOverOrRelease(scheduler, workload, {
+      exclude: [workload.node, ...avoid],
+      reason,
+      releaseReason: `${reason}, and no node with an in-sync copy can take it`,
+    });
   }
   const instance = snapshot.instances.find(
     (i) => i.workload === workload.name && i.node === workload.node && i.epoch === workload.epoch,
@@ -310,6 +283,33 @@ function decideWorkload(
     });
   }
   return undefined;
+}
+
+/** A failover, or when no node can take the workload, a move to no node that releases the claim. */
+function failOverOrRelease(
+  scheduler: SchedulerSnapshot,
+  workload: WorkloadRecord,
+  how: { exclude: string[]; reason: string; releaseReason: string; failedAt?: number },
+): Decision[] {
+  const failedAt = how.failedAt === undefined ? {} : { failedAt: how.failedAt };
+  const moved = moveTo(scheduler, workload, {
+    purpose: 'failover',
+    exclude: how.exclude,
+    kind: 'failover',
+    reason: how.reason,
+    ...failedAt,
+  });
+  if (moved.some((d) => d.type === 'move')) return moved;
+  const release: Decision = {
+    type: 'move',
+    workload: workload.name,
+    kind: 'failover',
+    fromNode: workload.node,
+    toNode: null,
+    reason: how.releaseReason,
+    ...failedAt,
+  };
+  return [release, ...moved];
 }
 
 function moveTo(

@@ -85,7 +85,10 @@ export class DutyRunner implements VolumeDutyPort {
         this.options.context.clock.clearTimeout(timer);
         resolve(handle);
       };
-      const waiter = () => void check();
+      const waiter = () => {
+        if (this.closed) done(undefined);
+        else check();
+      };
       if (!check()) this.waiters.add(waiter);
     });
   }
@@ -104,6 +107,8 @@ export class DutyRunner implements VolumeDutyPort {
   /** Closes every primary and replica (the local devices stay with their owner). */
   async close(): Promise<void> {
     this.closed = true;
+    // Callers waiting for a primary (an instance's mount) hear now that none is coming.
+    for (const waiter of [...this.waiters]) waiter();
     await Promise.all([...this.queues.values()]);
     for (const volume of [...this.roles.keys()]) await this.release(volume, 'closing');
   }

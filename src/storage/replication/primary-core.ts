@@ -9,7 +9,7 @@ import { DirtyBitmap } from './dirty-bitmap.js';
 import { MembershipRules } from './primary-membership.js';
 import { PrimaryPeer, type InFlight, type PeerHost } from './primary-peer.js';
 import { RangeLock } from './range-lock.js';
-import type { ReplicaMeta } from './replica-meta.js';
+import { noGeneration, type ReplicaMeta } from './replica-meta.js';
 import { ReadLease } from './primary-lease.js';
 import { waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
 import { primaryStatus, Watchdog } from './primary-watchdog.js';
@@ -277,7 +277,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     let bitmap = this.bitmaps.get(node);
     if (bitmap === undefined) {
       // No bitmap we can trust for it: one that starts nowhere forces a full resync.
-      bitmap = this.newBitmap('0000000000000000');
+      bitmap = this.newBitmap(noGeneration);
       this.bitmaps.set(node, bitmap);
     }
     bitmap.markRange(offsetBytes, lengthBytes);

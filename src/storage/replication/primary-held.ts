@@ -11,10 +11,8 @@
 import { BlockDeviceError, type Extent, type WriteOptions } from '../block-device.js';
 import type { WriteZeroesOptions } from '../block-device.js';
 import type { BlockChecksums } from '../engine/chain-status.js';
-import type { ReplicaMeta } from './replica-meta.js';
+import { noGeneration, type ReplicaMeta } from './replica-meta.js';
 import type { PrimaryHandle, PrimaryOptions, PrimaryStatus, VolumeMembership } from './types.js';
-
-const noGeneration = '0000000000000000';
 
 interface Waiter {
   resolve(primary: PrimaryHandle): void;

@@ -13,12 +13,10 @@
 //   primary wrote to only some replicas, or a replica lost.
 import type { PrimaryCore } from './primary-core.js';
 import type { PrimaryPeer } from './primary-peer.js';
-import { newGenerationId, startGeneration } from './replica-meta.js';
+import { newGenerationId, noGeneration, startGeneration } from './replica-meta.js';
 import { deviceDataGeneration } from './replica.js';
 import { runResync, type ResyncMode } from './resync.js';
 import type { VolumeMembership } from './types.js';
-
-const noGeneration = '0000000000000000';
 
 export class MembershipRules {
   constructor(private readonly core: PrimaryCore) {}

@@ -28,15 +28,13 @@ import {
   emptyReplicaMeta,
   newGenerationId,
   isUnclean,
+  noGeneration,
   startGeneration,
   type ReplicaMeta,
 } from './replica-meta.js';
 import { HeldPrimary } from './primary-held.js';
 import { deviceDataGeneration } from './replica.js';
 import type { PrimaryHandle, PrimaryOptions, PrimaryStatus, VolumeMembership } from './types.js';
-
-/** The generation of a copy with no history: a replica announcing it has no data we know. */
-export const noGeneration = '0000000000000000';
 
 export async function openPrimary(options: PrimaryOptions): Promise<PrimaryHandle> {
   const { context, membership, state, volume } = options;

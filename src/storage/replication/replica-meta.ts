@@ -20,6 +20,9 @@ export const generationHistoryMax = 64;
 /** A generation id: a random 64-bit number as 16 lowercase hex digits. */
 export const generationIdPattern = /^[0-9a-f]{16}$/;
 
+/** The generation of a copy with no history: a replica announcing it has no data we know. */
+export const noGeneration = '0000000000000000';
+
 export interface ReplicaMeta {
   readonly volume: string;
   /** The highest epoch this node accepted; messages below it are refused (REPL_FENCED). */

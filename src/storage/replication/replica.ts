@@ -14,6 +14,7 @@ import {
   emptyReplicaMeta,
   generationIdPattern,
   isUnclean,
+  noGeneration,
   startGeneration,
   type ReplicaMeta,
 } from './replica-meta.js';
@@ -89,7 +90,7 @@ class Replica implements ReplicaHandle, ReplicaSessionHost {
   }
 
   get newestGeneration(): string {
-    return this.meta.generations[0] ?? '0000000000000000';
+    return this.meta.generations[0] ?? noGeneration;
   }
 
   get dataGeneration(): number {
