@@ -18,6 +18,7 @@ interface Summary {
   seeds: number;
   faults: number;
   failovers: number;
+  selfFences: number;
   failures: { seed: number; replay: string; failures: string[] }[];
 }
 
@@ -52,13 +53,14 @@ async function runRange(
   base: Omit<RunOptions, 'seed'>,
   progress?: (done: number) => void,
 ): Promise<Summary> {
-  const summary: Summary = { seeds: 0, faults: 0, failovers: 0, failures: [] };
+  const summary: Summary = { seeds: 0, faults: 0, failovers: 0, selfFences: 0, failures: [] };
   for (let seed = from; seed < from + count; seed++) {
     const options = { ...base, seed };
     const result = await runSeed(options);
     summary.seeds++;
     summary.faults += result.faults;
     summary.failovers += result.failovers;
+    summary.selfFences += result.selfFences;
     if (!result.ok)
       summary.failures.push({
         seed,
@@ -99,7 +101,7 @@ async function main(): Promise<void> {
     if (values.trace || !result.ok)
       for (const line of result.trace) process.stdout.write(`${line}\n`);
     process.stdout.write(
-      `seed ${seed}: ${result.ok ? 'ok' : 'FAILED'}; ${result.faults} faults, ${result.failovers} moves, trace ${result.traceHash}\n`,
+      `seed ${seed}: ${result.ok ? 'ok' : 'FAILED'}; ${result.faults} faults, ${result.failovers} moves, ${result.selfFences} self-fences, trace ${result.traceHash}\n`,
     );
     for (const failure of result.failures) process.stdout.write(`  ${failure}\n`);
     process.exitCode = result.ok ? 0 : 1;
@@ -150,11 +152,12 @@ async function main(): Promise<void> {
     seeds: a.seeds + b.seeds,
     faults: a.faults + b.faults,
     failovers: a.failovers + b.failovers,
+    selfFences: a.selfFences + b.selfFences,
     failures: [...a.failures, ...b.failures],
   }));
   process.stderr.write('\n');
   process.stdout.write(
-    `${summary.seeds} seeds in ${seconds.toFixed(1)} s (${(summary.seeds / seconds).toFixed(1)} seeds/s on ${workers} workers): ${summary.faults} faults injected, ${summary.failovers} moves, ${summary.failures.length} failing\n`,
+    `${summary.seeds} seeds in ${seconds.toFixed(1)} s (${(summary.seeds / seconds).toFixed(1)} seeds/s on ${workers} workers): ${summary.faults} faults injected, ${summary.failovers} moves, ${summary.selfFences} self-fences, ${summary.failures.length} failing\n`,
   );
   for (const f of summary.failures)
     process.stdout.write(`  ${f.replay}\n    ${f.failures.join('\n    ')}\n`);

@@ -7,12 +7,11 @@
 // rejoins the in-sync set before the next round. Twenty rounds.
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { detectAttachMethods } from '../src/storage/attach/index.js';
 import { onPath } from './attach/harness.js';
-import { demoServicePath, freePort, TestCluster, waitFor } from './harness/cluster.js';
+import { TestCluster, waitFor } from './harness/cluster.js';
+import { ReplicatedKv } from './harness/replicated-kv.js';
 
 const rounds = Number(process.env.REPLICATION_ROUNDS ?? 20);
 const tools = ['nbdfuse', 'mkfs.ext4', 'losetup'];
@@ -26,12 +25,6 @@ const detection = await detectAttachMethods();
 const skip =
   missing() || (detection.preferred === null ? 'no volume attach method works here' : false);
 
-interface Copies {
-  replicas: string[];
-  isr: string[];
-  isrVersion: number;
-}
-
 describe('replicated volumes on real processes', { skip }, () => {
   const cluster = new TestCluster();
   const nodes = [
@@ -39,100 +32,11 @@ describe('replicated volumes on real processes', { skip }, () => {
     { name: 'node-2', role: 'production' as const },
     { name: 'spare-1', role: 'spare' as const },
   ];
-  let endpoint = '';
-  const acked = new Map<string, string>();
+  const kv = new ReplicatedKv(cluster, nodes);
+  const logTail = (error: Error) => kv.logTail(error);
 
-  const copies = async (): Promise<Copies | undefined> => {
-    const view = await cluster.api<{ volumes?: Record<string, Copies> }>('GET', '/v1/workloads/kv');
-    return view.body.volumes?.kvdata;
-  };
-
-  const logTail = (error: Error): never => {
-    const tails = nodes.flatMap(({ name }) =>
-      ['volume-server.log', 'agent.log', 'run/kv/logs/output.log'].map((log) => {
-        const file = join(cluster.nodeDir(name), log);
-        const text = existsSync(file) ? readFileSync(file, 'utf8').slice(-4000) : '(none)';
-        return `--- ${name} ${log} (end):\n${text}`;
-      }),
-    );
-    throw new Error(`${error.message}\n${tails.join('\n')}`);
-  };
-
-  before(async () => {
-    const port = await freePort();
-    endpoint = `http://127.0.0.1:${port}`;
-    await cluster.startController();
-    const mountPath = join(cluster.dir, 'mnt', '{node}', 'kv');
-    const applied = await cluster.api('POST', '/v1/apply', {
-      apiVersion: 'continuum/v1',
-      sites: [{ name: 'local' }],
-      nodes: nodes.map((n) => ({
-        name: n.name,
-        site: 'local',
-        role: n.role,
-        capacity: { cpu: 2, memoryMiB: 2048 },
-      })),
-      workloads: [
-        {
-          name: 'kv',
-          driver: 'process',
-          process: {
-            command: [process.execPath, demoServicePath],
-            cwd: mountPath,
-            stopGraceMs: 2000,
-          },
-          resources: { cpu: 1, memoryMiB: 256 },
-          endpoints: [{ name: 'http', port, host: '127.0.0.1' }],
-          probes: [
-            {
-              name: 'health',
-              type: 'http',
-              endpoint: 'http',
-              path: '/health',
-              intervalMs: 300,
-              failureThreshold: 2,
-            },
-          ],
-          volumes: [{ name: 'kvdata', sizeMiB: 64, replicas: 2, mountPath }],
-          availability: { mode: 'ha', priority: 500 },
-        },
-      ],
-    });
-    assert.equal(applied.status, 200, JSON.stringify(applied.body));
-    for (const node of nodes) await cluster.startAgent(node);
-    await cluster.startRedirector();
-    await waitFor('kv to be active with two copies in sync', 60_000, async () => {
-      const kv = await cluster.workload('kv');
-      return kv.phase === 'active' && (await copies())?.isr.length === 2;
-    }).catch(logTail);
-  });
+  before(() => kv.start());
   after(() => cluster.close());
-
-  /** One PUT; true only when the service answered with success (it fdatasyncs before answering). */
-  const put = async (key: string, value: string): Promise<boolean> => {
-    try {
-      const response = await fetch(`${endpoint}/kv/${key}`, {
-        method: 'PUT',
-        body: value,
-        signal: AbortSignal.timeout(2000),
-      });
-      await response.text();
-      return response.ok;
-    } catch {
-      return false;
-    }
-  };
-
-  const readBack = async (): Promise<string[]> => {
-    const wrong: string[] = [];
-    for (const [key, value] of acked) {
-      const response = await fetch(`${endpoint}/kv/${key}`, { signal: AbortSignal.timeout(5000) });
-      const body = await response.text();
-      if (response.status !== 200 || body !== value)
-        wrong.push(`${key}: expected ${value}, got ${response.status} ${body.slice(0, 80)}`);
-    }
-    return wrong;
-  };
 
   it(`loses no acknowledged key over ${rounds} kills of the primary's node`, async (t) => {
     const restoreMs: number[] = [];
@@ -140,26 +44,12 @@ describe('replicated volumes on real processes', { skip }, () => {
       const before = await cluster.workload('kv');
       const victim = before.node;
       assert.ok(victim !== null, `round ${round}: kv has an owner`);
-      let writing = true;
-      let sent = 0;
-      const writer = (async () => {
-        while (writing) {
-          const key = `r${round}-k${++sent}`;
-          const value = `${round}:${sent}:${'x'.repeat(randomInt(1, 200))}`;
-          if (await put(key, value)) acked.set(key, value);
-          else await new Promise((r) => setTimeout(r, 50));
-        }
-      })();
+      kv.startWriting(`r${round}`);
       // A random moment in the stream, once it flows (the first writes to a fresh file system
       // can take a while on a loaded machine).
-      const ackedAtStart = acked.size;
-      await waitFor(
-        `round ${round}: a first key acknowledged`,
-        30_000,
-        () => acked.size > ackedAtStart,
-      ).catch(logTail);
+      await kv.waitAcked(`round ${round}: a first key acknowledged`, 1, 30_000);
       await new Promise((r) => setTimeout(r, randomInt(200, 1500)));
-      const ackedBeforeKill = acked.size;
+      const ackedBeforeKill = kv.acked.size;
       const killedAt = Date.now();
       cluster.signalGroup(victim, 'SIGKILL');
       await cluster.waitExit(victim);
@@ -167,22 +57,22 @@ describe('replicated volumes on real processes', { skip }, () => {
         `round ${round}: kv to fail over from ${victim}`,
         60_000,
         async () => {
-          const kv = await cluster.workload('kv');
-          return kv.phase === 'active' && kv.node !== victim && kv.epoch > before.epoch
-            ? kv
+          const now = await cluster.workload('kv');
+          return now.phase === 'active' && now.node !== victim && now.epoch > before.epoch
+            ? now
             : undefined;
         },
       ).catch(logTail);
-      const ackedAtFailover = acked.size;
+      const ackedAtFailover = kv.acked.size;
       restoreMs.push(Date.now() - killedAt);
       await waitFor(
         `round ${round}: writes to succeed on ${moved.node}`,
         30_000,
-        () => acked.size > ackedAtFailover + 5,
+        () => kv.acked.size > ackedAtFailover + 5,
       ).catch(async (error: Error) => {
         // Straight to the instance, past the redirector, with time to answer.
-        const kv = await cluster.workload('kv');
-        const direct = await fetch(`${endpoint}/kv/probe`, {
+        const view = await cluster.workload('kv');
+        const direct = await fetch(`${kv.endpoint}/kv/probe`, {
           method: 'PUT',
           body: 'x',
           signal: AbortSignal.timeout(20_000),
@@ -190,11 +80,10 @@ describe('replicated volumes on real processes', { skip }, () => {
           async (r) => `${r.status} ${await r.text()}`,
           (e: unknown) => String(e),
         );
-        return logTail(new Error(`${error.message}\nkv: ${JSON.stringify(kv)}\nPUT: ${direct}`));
+        return logTail(new Error(`${error.message}\nkv: ${JSON.stringify(view)}\nPUT: ${direct}`));
       });
-      writing = false;
-      await writer;
-      const wrong = await readBack();
+      await kv.stopWriting();
+      const wrong = await kv.readBack();
       assert.deepEqual(
         wrong,
         [],
@@ -203,15 +92,12 @@ describe('replicated volumes on real processes', { skip }, () => {
       assert.ok(ackedBeforeKill > 0, `round ${round}: keys were acknowledged before the kill`);
       // The killed node comes back, is resynced, and rejoins the in-sync set.
       await cluster.startAgent(nodes.find((n) => n.name === victim)!);
-      await waitFor(`round ${round}: two copies in sync again`, 90_000, async () => {
-        const current = await copies();
-        return current?.isr.length === 2;
-      }).catch(logTail);
+      await kv.waitInSync(`round ${round}: two copies in sync again`, 90_000);
     }
-    assert.ok(acked.size > rounds * 10, `keys were acknowledged (${acked.size})`);
+    assert.ok(kv.acked.size > rounds * 10, `keys were acknowledged (${kv.acked.size})`);
     restoreMs.sort((a, b) => a - b);
     t.diagnostic(
-      `${acked.size} keys acknowledged and read back; kill to active on the new primary: ` +
+      `${kv.acked.size} keys acknowledged and read back; kill to active on the new primary: ` +
         `median ${restoreMs[Math.floor(restoreMs.length / 2)]} ms, max ${restoreMs.at(-1)} ms`,
     );
     const resynced = await cluster.events('volume.resynced');

@@ -26,6 +26,8 @@ export interface AgentState {
   clusterId?: string;
   highestEpochs: Record<string, number>;
   instances: Record<string, PersistedInstance>;
+  /** Instances stopped because their volume was fenced, by workload: the epoch they stopped at. */
+  fenced?: Record<string, number>;
 }
 
 export function loadAgentState(path: string): AgentState {
@@ -34,6 +36,7 @@ export function loadAgentState(path: string): AgentState {
     return {
       highestEpochs: value.highestEpochs ?? {},
       instances: value.instances ?? {},
+      ...(value.fenced === undefined ? {} : { fenced: value.fenced }),
       ...(value.clusterId ? { clusterId: value.clusterId } : {}),
     };
   } catch (err) {

@@ -17,6 +17,7 @@ import type { AgentState } from './agent-state.js';
 import type { Driver, InstanceHandle } from './drivers/driver.js';
 import { InstanceRunner } from './instance-runner.js';
 import type { ProbeRunner } from './probes/probe.js';
+import { agentFenceTimeoutMsDefault, SelfFence } from './self-fence.js';
 
 /** File-system and port work the agent needs, as a port so the simulator can supply its own. */
 export interface AgentHost {
@@ -53,6 +54,11 @@ export interface AgentCoreOptions {
   volumes?: VolumeService;
   /** This node's replicated volumes (primaries and replicas), told every duty set taken. */
   replication?: VolumeDutyPort;
+  /**
+   * Cut off from the controller this long while a primary here holds operations, the agent
+   * self-fences it and stops its instance (self-fence.ts). Default agentFenceTimeoutMsDefault.
+   */
+  fenceTimeoutMs?: number;
   send(message: AgentMessage): void;
 }
 
@@ -63,11 +69,24 @@ export class AgentCore {
   /** Store revision of the newest assignment set taken; older sets arrive late and are ignored. */
   private appliedRevision = 0;
   private reportSeq = 0;
-  /** Instances stopped because their volume was fenced: never started again at that epoch. */
-  private readonly fenced = new Map<string, number>();
+  private readonly selfFence: SelfFence;
 
   constructor(private readonly options: AgentCoreOptions) {
     this.state = options.env.loadState();
+    this.selfFence = new SelfFence(
+      options.fenceTimeoutMs ?? agentFenceTimeoutMsDefault,
+      options.clock.now(),
+    );
+  }
+
+  /** The controller answered a keep-alive (messages count by themselves). */
+  controllerHeard(): void {
+    this.selfFence.heard(this.options.clock.now());
+  }
+
+  /** The session to the controller closed. */
+  controllerLost(): void {
+    this.selfFence.lost();
   }
 
   get clusterId(): string | undefined {
@@ -104,15 +123,26 @@ export class AgentCore {
   }
 
   statuses(): InstanceStatus[] {
-    return [...this.runners.values()].map((r) => r.status());
+    return [...this.runners.values()].map((r) => this.withFenced(r.status()));
+  }
+
+  /** A status says whether its instance was stopped because its volume was fenced. */
+  private withFenced(status: InstanceStatus): InstanceStatus {
+    return this.state.fenced?.[status.workload] === status.epoch
+      ? { ...status, fenced: true }
+      : status;
   }
 
   handle(message: ControllerMessage): void {
+    this.controllerHeard();
     if (message.type === 'welcome') {
       if (this.state.clusterId === undefined) {
         this.state.clusterId = message.clusterId;
         this.persist();
       }
+      // Fenced reports made while cut off: the controller journals them now.
+      for (const report of this.selfFence.takeUnsent())
+        this.options.send({ type: 'volume-report', report });
     } else if (message.type === 'assignments') {
       // Learn newer epochs at once, not when the set's turn comes: a start already queued behind
       // an earlier set must see them and not begin. Epochs only grow, so this holds even for a set
@@ -185,23 +215,41 @@ export class AgentCore {
 
   /**
    * A report of this node's volume server about a primary it runs: passed on to the controller; a
-   * fenced primary's instance is stopped at once (ARCHITECTURE.md section 3, item 5).
+   * fenced primary's instance is stopped at once, and a primary that has held operations past the
+   * fence timeout while no controller is heard is self-fenced (ARCHITECTURE.md section 3, item 5).
    */
   volumeReport(report: PrimaryReportMessage): void {
-    this.options.send({ type: 'volume-report', report });
-    if (report.kind !== 'fenced') return;
-    for (const [workload, runner] of this.runners) {
-      const uses = runner.spec.volumes.some((v) => v.name === report.volume);
-      if (!uses || runner.epoch !== report.epoch) continue;
-      this.fenced.set(workload, runner.epoch);
-      this.options.logger.log('warn', 'volume fenced: stopping its instance', {
-        workload,
+    const reason = this.selfFence.reasonFor(report, this.options.clock.now());
+    if (reason !== undefined) {
+      this.options.logger.log('warn', 'self-fencing: cut off from the controller', {
         volume: report.volume,
         epoch: report.epoch,
-        reason: report.reason,
+        reason,
+      });
+      // The instance stops here even if the volume server cannot be reached to fence the primary.
+      this.options.replication?.selfFence(report.volume, report.epoch, reason);
+      this.stopFenced(report.volume, report.epoch, reason);
+    }
+    this.selfFence.keepIfUnsent(report);
+    this.options.send({ type: 'volume-report', report });
+    if (report.kind === 'fenced') this.stopFenced(report.volume, report.epoch, report.reason);
+  }
+
+  /** Stops the instances using `volume` at `epoch`; none of them starts again at that epoch. */
+  private stopFenced(volume: string, epoch: number, reason: string): void {
+    for (const [workload, runner] of this.runners) {
+      const uses = runner.spec.volumes.some((v) => v.name === volume);
+      if (!uses || runner.epoch !== epoch || this.state.fenced?.[workload] === epoch) continue;
+      this.state.fenced = { ...this.state.fenced, [workload]: epoch };
+      this.persist();
+      this.options.logger.log('warn', 'volume fenced: stopping its instance', {
+        workload,
+        volume,
+        epoch,
+        reason,
       });
       this.chain = this.chain
-        .then(() => runner.stop(`volume ${report.volume} is fenced: ${report.reason}`))
+        .then(() => runner.stop(`volume ${volume} is fenced: ${reason}`))
         .catch((err: unknown) =>
           this.options.logger.log('error', 'stopping a fenced instance failed', {
             workload,
@@ -248,13 +296,14 @@ export class AgentCore {
       );
       this.runners.delete(workload);
       delete this.state.instances[workload];
+      if (this.state.fenced !== undefined) delete this.state.fenced[workload];
       this.persist();
     }
     // After the stops (an old primary's instance unmounts first), before the starts (a new
     // primary is opened before its instance mounts it).
     this.options.replication?.setDuties(duties);
     for (const a of wanted.values()) {
-      if (this.fenced.get(a.workload) === a.epoch) continue;
+      if (this.state.fenced?.[a.workload] === a.epoch) continue;
       await this.ensure(a);
     }
   }
@@ -305,7 +354,12 @@ export class AgentCore {
         logger: this.options.logger.child({ workload }),
         startupProbeIntervalMs: this.options.startupProbeIntervalMs ?? 50,
         startupTimeoutMs: this.options.startupTimeoutMs ?? 30_000,
-        report: (status) => this.options.send({ type: 'instance', seq: ++this.reportSeq, status }),
+        report: (status) =>
+          this.options.send({
+            type: 'instance',
+            seq: ++this.reportSeq,
+            status: this.withFenced(status),
+          }),
         isCurrent: (e) =>
           this.options.checkEpochs === false || e >= (this.state.highestEpochs[workload] ?? 0),
         changed: () => this.persist(),

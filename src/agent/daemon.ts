@@ -42,6 +42,8 @@ export interface AgentDaemonOptions {
    * announced to the controller with this node's `address`.
    */
   replicationListen?: string;
+  /** See AgentCoreOptions.fenceTimeoutMs (self-fence.ts). */
+  fenceTimeoutMs?: number;
 }
 
 export const agentReplicationListenDefault = '127.0.0.1:0';
@@ -190,6 +192,7 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     clock: systemClock,
     logger: options.logger,
     env: fileHost(options.dataDir, options.address, options.node),
+    ...(options.fenceTimeoutMs === undefined ? {} : { fenceTimeoutMs: options.fenceTimeoutMs }),
     send: (message) => link.session?.send(message),
   });
   await core.recover();
@@ -225,6 +228,8 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
       assignmentsRevision: core.assignmentsRevision,
     }),
     onMessage: (message) => core.handle(message),
+    onContact: () => core.controllerHeard(),
+    onClosed: () => core.controllerLost(),
   });
   link.session = session;
   session.start();

@@ -17,6 +17,10 @@ export interface SessionOptions {
   hello(): AgentMessage;
   heartbeat(seq: number): AgentMessage;
   onMessage(message: ControllerMessage): void;
+  /** The controller answered (the session opened, or a keep-alive ping was answered). */
+  onContact?(): void;
+  /** The session closed; it reconnects on its own. */
+  onClosed?(): void;
   reconnectDelayMsInitial?: number;
   reconnectDelayMsMax?: number;
   /** Keep-alive ping period and how long without a pong before the session is dropped. */
@@ -69,6 +73,7 @@ export class AgentSession {
       ws.send(JSON.stringify(this.options.hello()));
       this.startHeartbeats();
       this.startPings(ws);
+      this.options.onContact?.();
       this.options.logger.log('info', 'connected to controller', { url: base });
     });
     ws.on('message', (data) => {
@@ -100,12 +105,16 @@ export class AgentSession {
         error: err.message,
       }),
     );
-    ws.on('pong', () => (this.pongAt = Date.now()));
+    ws.on('pong', () => {
+      this.pongAt = Date.now();
+      this.options.onContact?.();
+    });
     ws.on('close', () => {
       if (this.ws !== ws) return;
       this.stopHeartbeats();
       if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
       this.ws = undefined;
+      this.options.onClosed?.();
       this.urlIndex++;
       if (this.closed) return;
       this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);

@@ -134,6 +134,17 @@ export class VolumeServerClient implements VolumeService, VolumeProvider, Volume
     this.dutiesQueue = this.dutiesQueue.then(() => this.sendDuties(duties));
   }
 
+  /** Asks the server to self-fence a primary; a server that cannot be reached is logged. */
+  selfFence(volume: string, epoch: number, reason: string): void {
+    this.call({ op: 'self-fence', volume, epoch, reason }).catch((error: unknown) =>
+      this.options.logger.log('error', 'could not tell the volume server to self-fence', {
+        volume,
+        epoch,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
+  }
+
   /**
    * Starts the loop that long-polls the primaries' reports and hands each to `listener` (the
    * agent's volumeReport). Runs until close(); a server that does not answer is asked again.

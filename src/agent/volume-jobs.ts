@@ -103,6 +103,8 @@ const dutiesSchema = z
  *                   waits for this node's primary at that epoch, failing with UNAVAILABLE
  *   set-attached -> {}
  *   set-duties   -> {} (the full set of this node's replication duties; applied in the background)
+ *   self-fence   -> {} (the agent self-fences this node's primary of a volume at an epoch; the
+ *                   'fenced' report follows)
  *   reports      -> { incarnation, reports: PrimaryReport[] }, at once when some are queued, else
  *                   after the first arrives or a second passes (a long poll)
  */
@@ -118,10 +120,24 @@ export const volumeControlSchema = z.discriminatedUnion('op', [
   }),
   z.strictObject({ op: z.literal('set-attached'), name: nameSchema, attached: z.boolean() }),
   z.strictObject({ op: z.literal('set-duties'), duties: dutiesSchema }),
+  z.strictObject({
+    op: z.literal('self-fence'),
+    volume: nameSchema,
+    epoch: z.number().int().positive(),
+    reason: z.string().min(1).max(4096),
+  }),
   z.strictObject({ op: z.literal('reports') }),
 ]);
 export type VolumeControl = z.infer<typeof volumeControlSchema>;
-const controlOps = new Set(['hello', 'volume', 'ensure', 'set-attached', 'set-duties', 'reports']);
+const controlOps = new Set([
+  'hello',
+  'volume',
+  'ensure',
+  'set-attached',
+  'set-duties',
+  'self-fence',
+  'reports',
+]);
 
 /** Whoever owns the volumes answers the control operations (the volume server). */
 export type VolumeControlHandler = (control: VolumeControl) => Promise<unknown>;

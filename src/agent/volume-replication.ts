@@ -122,6 +122,10 @@ export class VolumeReplication {
     this.runner.setDuties(duties);
   }
 
+  selfFence(volume: string, epoch: number, reason: string): void {
+    if (!this.closed) this.runner.selfFence(volume, epoch, reason);
+  }
+
   markReplicated(volume: string): void {
     this.replicated.add(volume);
   }

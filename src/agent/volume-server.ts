@@ -235,6 +235,9 @@ export class VolumeServer implements VolumeService, VolumeProvider {
       case 'set-duties':
         this.replication.setDuties(control.duties);
         return Promise.resolve({});
+      case 'self-fence':
+        this.replication.selfFence(control.volume, control.epoch, control.reason);
+        return Promise.resolve({});
       case 'reports':
         return this.replication
           .takeReports()

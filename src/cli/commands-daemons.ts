@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { agentReplicationListenDefault, startAgent } from '../agent/daemon.js';
+import { agentFenceTimeoutMsDefault } from '../agent/self-fence.js';
 import { parseListenAddress } from '../agent/volume-replication.js';
 import { startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
@@ -14,6 +15,16 @@ export function parsePort(value: string): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`expected a TCP port between 0 and 65535, got "${value}"`);
   return port;
+}
+
+/** A whole number of milliseconds from 1 to one hour, for `flag`. */
+function parseMilliseconds(flag: string): (value: string) => number {
+  return (value) => {
+    const ms = Number(value);
+    if (!/^\d+$/.test(value) || ms < 1 || ms > 3_600_000)
+      throw new Error(`${flag}: expected whole milliseconds from 1 to 3600000, got "${value}"`);
+    return ms;
+  };
 }
 
 function parseLabels(value: string): Record<string, string> {
@@ -77,6 +88,13 @@ export function addDaemonCommands(program: Command): void {
       agentReplicationListenDefault,
     )
     .option(
+      '--fence-timeout-ms <ms>',
+      'cut off from the controller this long while a replicated volume here holds writes, ' +
+        'the agent fences it and stops its instance',
+      parseMilliseconds('--fence-timeout-ms'),
+      agentFenceTimeoutMsDefault,
+    )
+    .option(
       '--token-file <path>',
       'agent token file',
       join(continuumHome(), 'controller', 'agent.token'),
@@ -93,6 +111,7 @@ export function addDaemonCommands(program: Command): void {
         dataDir?: string;
         controller: string;
         replicationListen: string;
+        fenceTimeoutMs: number;
         tokenFile: string;
       }) => {
         if (opts.role !== 'production' && opts.role !== 'spare')
@@ -113,6 +132,7 @@ export function addDaemonCommands(program: Command): void {
           token: readToken(opts.tokenFile),
           logger,
           replicationListen: opts.replicationListen,
+          fenceTimeoutMs: opts.fenceTimeoutMs,
         });
         untilSignal(() => agent.close());
       },

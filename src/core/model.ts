@@ -139,6 +139,11 @@ export interface InstanceStatus {
   failoverRequested: boolean;
   probes: Record<string, ProbeStatus>;
   message?: string;
+  /**
+   * Stopped because its volume's primary was fenced at this epoch (a newer primary, or the agent
+   * self-fenced it): it does not start again at this epoch; the controller moves the workload.
+   */
+  fenced?: boolean;
 }
 
 export interface InstanceRecord extends InstanceStatus {

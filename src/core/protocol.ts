@@ -36,6 +36,7 @@ export const instanceStatusSchema = z.object({
   failoverRequested: z.boolean(),
   probes: z.record(z.string(), probeStatusSchema),
   message: z.string().max(4096).optional(),
+  fenced: z.boolean().optional(),
 });
 
 export const agentHelloSchema = z.object({
@@ -97,7 +98,15 @@ const counter = z.number().int().nonnegative();
 /** What a primary volume server reports to the controller (src/storage/replication/types.ts). */
 export const primaryReportSchema = z.discriminatedUnion('kind', [
   z.object({
-    kind: z.enum(['unresponsive', 'caught-up', 'unclean']),
+    kind: z.enum(['unresponsive', 'unclean']),
+    volume: nameSchema,
+    epoch: counter,
+    node: nameSchema,
+    isrVersion: counter,
+    waitingMs: counter,
+  }),
+  z.object({
+    kind: z.literal('caught-up'),
     volume: nameSchema,
     epoch: counter,
     node: nameSchema,

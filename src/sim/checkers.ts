@@ -61,3 +61,13 @@ export function movesSince(world: World, afterSeq: number): number {
     (e) => e.seq > afterSeq && e.kind.endsWith('.decided') && !e.kind.startsWith('placement'),
   ).length;
 }
+
+/** Primaries self-fenced by their agents (journaled once the agent was back in touch). */
+export function selfFences(world: World): number {
+  return world.events.filter(
+    (e) =>
+      e.kind === 'volume.fenced' &&
+      typeof e.data?.reason === 'string' &&
+      e.data.reason.startsWith('self-fenced'),
+  ).length;
+}

@@ -1,7 +1,7 @@
 // One simulation run as a pure function of its seed and the code: a cluster and workloads drawn
 // from the seed, a schedule of faults, then a quiet period in which liveness and stability are
 // checked. Safety is checked after every step. A failure carries the command that replays it.
-import { checkConverged, checkSafety, movesSince } from './checkers.js';
+import { checkConverged, checkSafety, movesSince, selfFences } from './checkers.js';
 import { drawMix, faultKinds, inject, type FaultKind } from './faults.js';
 import { SeededRng, traceHash } from './rng.js';
 import { ReplicatedWorkloads } from './replicated-workloads.js';
@@ -30,6 +30,8 @@ export interface RunResult {
   failures: string[];
   faults: number;
   failovers: number;
+  /** Primaries their agents fenced, cut off from the controller while writes waited. */
+  selfFences: number;
   traceHash: string;
   trace: string[];
   simulatedMs: number;
@@ -145,6 +147,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
       failures,
       faults,
       failovers,
+      selfFences: selfFences(world),
       traceHash: traceHash(world.trace),
       trace: world.trace,
       simulatedMs: world.now(),

@@ -1,6 +1,6 @@
 // The simulator's seed sweep: hundreds of seeded failure schedules across the fault mix pass every
 // checker, and 60 more with every workload on a synchronously replicated volume (written and
-// read back); a seed replays to the identical trace; and deliberately broken builds (the agent's staleness checks
+// read back), and 30 where agents self-fence; a seed replays to the identical trace; and deliberately broken builds (the agent's staleness checks
 // turned off; a primary that acknowledges before its in-sync replicas have the write; a controller
 // that promotes an outdated copy) are each caught within a bounded number of seeds.
 import assert from 'node:assert/strict';
@@ -45,6 +45,35 @@ describe('simulation seeds', () => {
     }
     assert.deepEqual(failed, []);
     assert.ok(checks > 120, `volumes were read back after failovers (${checks} checks)`);
+  });
+
+  it('self-fencing: 30 seeds of controller crashes with node crashes, hangs and isolation fence primaries cut off with writes waiting, and every such workload runs again', async () => {
+    const failed: string[] = [];
+    let selfFences = 0;
+    const ways = { elsewhere: 0, inPlace: 0 };
+    for (let seed = 1; seed <= 30; seed++) {
+      const options = {
+        seed,
+        mix: ['controller-crash', 'node-crash', 'node-hang', 'isolate-node'] as const,
+        replicatedShare: 1,
+      };
+      const result = await runSeed(options);
+      selfFences += result.selfFences;
+      for (const line of result.trace) {
+        if (!line.includes('was fenced at epoch')) continue;
+        if (line.includes('starts again there')) ways.inPlace++;
+        else ways.elsewhere++;
+      }
+      if (!result.ok)
+        failed.push(`${replayCommand(options)}: ${result.failures.slice(0, 3).join('; ')}`);
+    }
+    assert.deepEqual(failed, []);
+    assert.ok(selfFences > 10, `primaries were self-fenced (${selfFences})`);
+    assert.ok(
+      ways.elsewhere > 0,
+      `a fenced workload moved to another in-sync copy (${ways.elsewhere})`,
+    );
+    assert.ok(ways.inPlace > 0, `a fenced workload started again in place (${ways.inPlace})`);
   });
 
   for (const [rule, expected] of [

@@ -34,6 +34,12 @@ export interface SessionOpener {
   abandon(node: SimNode, session: SimSessionEnd): void;
 }
 
+/**
+ * The agents' self-fence timeout in the simulation: shorter than the longest partitions and hangs
+ * the faults draw (4 s), so that seeds exercise it.
+ */
+export const simFenceTimeoutMs = 1500;
+
 /** Keep-alive of the session transport: a ping per interval, given up after the timeout. */
 export const sessionPingIntervalMs = 1000;
 export const sessionPingTimeoutMs = 3000;
@@ -145,6 +151,7 @@ export class SimNode {
       env: this.host(),
       checkEpochs: this.world.checkEpochs,
       replication: this.volumes,
+      fenceTimeoutMs: simFenceTimeoutMs,
       send: (message) => this.session?.send(message),
     });
     this.core = core;
@@ -193,7 +200,9 @@ export class SimNode {
     this.clock.setTimeout(() => {
       if (!this.alive || this.session !== session || !session.open) return;
       const now = this.world.clock.now();
-      const answered = this.world.sessions.alive(this) ? now : answeredAt;
+      const alive = this.world.sessions.alive(this);
+      if (alive) this.core?.controllerHeard();
+      const answered = alive ? now : answeredAt;
       if (now - answered >= sessionPingTimeoutMs) {
         this.world.sessions.abandon(this, session);
         return;
@@ -237,6 +246,7 @@ export class SimNode {
     this.clock.run(() => {
       if (this.session !== session) return;
       this.session = undefined;
+      this.core?.controllerLost();
       if (this.alive) this.clock.setTimeout(() => this.connect(), this.reconnectDelayMs);
     });
   }

@@ -71,6 +71,10 @@ export class SimVolumes implements VolumeDutyPort {
     this.runner?.setDuties(duties);
   }
 
+  selfFence(volume: string, epoch: number, reason: string): void {
+    this.runner?.selfFence(volume, epoch, reason);
+  }
+
   /** Power loss: links break, open handles are abandoned, disks lose what was not flushed. */
   crash(): void {
     const runner = this.runner;

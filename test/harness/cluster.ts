@@ -60,6 +60,8 @@ export async function waitFor<T>(
 export interface AgentSpec {
   name: string;
   role: 'production' | 'spare';
+  /** More `continuum agent` flags (say `--fence-timeout-ms`). */
+  args?: string[];
 }
 
 export class TestCluster {
@@ -138,6 +140,7 @@ export class TestCluster {
         '2',
         '--memory-mib',
         '2048',
+        ...(agent.args ?? []),
       ],
       join(dir, 'agent.log'),
     );

@@ -254,6 +254,31 @@ function decideWorkload(
   const instance = snapshot.instances.find(
     (i) => i.workload === workload.name && i.node === workload.node && i.epoch === workload.epoch,
   );
+  if (instance?.fenced === true) {
+    // Its primary was fenced at this epoch (the agent self-fenced it, cut off from us while its
+    // writes waited): nothing serves at this epoch any more, so the workload moves to a new one,
+    // on an in-sync copy elsewhere, else on the same node.
+    const reason = `the instance on ${workload.node} was fenced at epoch ${workload.epoch}`;
+    const moved = moveTo(scheduler, workload, {
+      purpose: 'failover',
+      exclude: [workload.node, ...avoid],
+      kind: 'failover',
+      reason,
+      failedAt: instance.stateSince,
+    });
+    if (moved.some((d) => d.type === 'move')) return moved;
+    return [
+      {
+        type: 'move',
+        workload: workload.name,
+        kind: 'failover',
+        fromNode: workload.node,
+        toNode: workload.node,
+        reason: `${reason}; no other node can take it, so it starts again there at a new epoch`,
+        failedAt: instance.stateSince,
+      },
+    ];
+  }
   if (instance?.failoverRequested && instance.restartNonce >= workload.restartNonce) {
     const moved = moveTo(scheduler, workload, {
       purpose: 'failover',

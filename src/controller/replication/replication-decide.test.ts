@@ -176,7 +176,7 @@ describe('replicated volume decisions', () => {
     const shrink = recordsAfterReport(
       w,
       'n1',
-      { kind: 'unresponsive', volume: 'data', epoch: 3, node: 'n2', isrVersion: 1 },
+      { kind: 'unresponsive', volume: 'data', epoch: 3, node: 'n2', isrVersion: 1, waitingMs: 600 },
       9,
     );
     assert.deepEqual(shrink?.volumes.data?.isr, ['n1']);
@@ -188,7 +188,7 @@ describe('replicated volume decisions', () => {
       9,
     );
     assert.deepEqual(grow?.volumes.data?.isr, ['n1', 'n2', 's1']);
-    const report = { kind: 'unresponsive' as const, volume: 'data', node: 'n2' };
+    const report = { kind: 'unresponsive' as const, volume: 'data', node: 'n2', waitingMs: 600 };
     assert.equal(recordsAfterReport(w, 'n2', { ...report, epoch: 3, isrVersion: 1 }, 9), undefined);
     assert.equal(recordsAfterReport(w, 'n1', { ...report, epoch: 2, isrVersion: 1 }, 9), undefined);
     assert.equal(recordsAfterReport(w, 'n1', { ...report, epoch: 3, isrVersion: 0 }, 9), undefined);
@@ -197,7 +197,7 @@ describe('replicated volume decisions', () => {
   it('an unclean report drops the owner from the ISR when others are in it; decide then moves the workload to an in-sync node', () => {
     const now = 50_000;
     const w = kv('n1', { volumes: record(['n1', 'n2', 's1'], ['n1', 'n2'], 4) });
-    const report = { kind: 'unclean' as const, volume: 'data', epoch: 3, node: 'n1' };
+    const report = { kind: 'unclean' as const, volume: 'data', epoch: 3, node: 'n1', waitingMs: 0 };
     const change = recordsAfterReport(w, 'n1', { ...report, isrVersion: 4 }, 9);
     const data = change?.volumes.data;
     assert.deepEqual(data?.isr, ['n2']);
@@ -238,6 +238,49 @@ describe('replicated volume decisions', () => {
     assert.ok(stuck.some((d) => d.type === 'blocked'));
     // An owner in sync stays.
     assert.equal(moves(decide({ ...snapshot, workloads: [w] }, config)).length, 0);
+  });
+
+  it('a fenced instance at the current epoch moves to an in-sync copy, else starts again in place at a new epoch', () => {
+    const now = 50_000;
+    const w = kv('n1', { volumes: record(['n1', 'n2'], ['n1', 'n2']) });
+    const fenced = {
+      workload: 'kv',
+      node: 'n1',
+      epoch: 3,
+      state: 'stopped' as const,
+      ports: {},
+      restarts: 0,
+      restartNonce: 0,
+      failoverRequested: false,
+      probes: {},
+      fenced: true,
+      reportedAt: now - 100,
+      stateSince: now - 200,
+    };
+    const snapshot = {
+      now,
+      startedAt: 0,
+      nodes,
+      workloads: [w],
+      instances: [fenced],
+      lastHeartbeatAt: heartbeats(now),
+    };
+    const [move] = moves(decide(snapshot, config));
+    assert.deepEqual([move?.kind, move?.fromNode, move?.toNode], ['failover', 'n1', 'n2']);
+    assert.match(move?.reason ?? '', /the instance on n1 was fenced at epoch 3/);
+    assert.equal(move?.failedAt, now - 200);
+    // The other copy's node is down: the owner takes it again, at a new epoch (a move to itself).
+    const inPlace = moves(
+      decide({ ...snapshot, lastHeartbeatAt: heartbeats(now, ['n2']) }, config),
+    );
+    assert.deepEqual(
+      inPlace.map((m) => [m.fromNode, m.toNode]),
+      [['n1', 'n1']],
+    );
+    assert.match(inPlace[0]?.reason ?? '', /starts again there at a new epoch/);
+    // A fenced instance of an older epoch (the workload moved on since) changes nothing.
+    const old = { ...fenced, epoch: 2 };
+    assert.equal(moves(decide({ ...snapshot, instances: [old] }, config)).length, 0);
   });
 
   it('gives the owner the primary duty and every other holder a replica duty at the epoch', () => {

@@ -54,6 +54,18 @@ export class DutyRunner implements VolumeDutyPort {
       if (!listed.has(volume)) this.enqueue(volume, () => this.release(volume, 'no longer a duty'));
   }
 
+  selfFence(volume: string, epoch: number, reason: string): void {
+    if (this.closed) return;
+    this.enqueue(volume, () => Promise.resolve(this.fenceNow(volume, epoch, reason)));
+  }
+
+  private fenceNow(volume: string, epoch: number, reason: string): void {
+    const role = this.roles.get(volume);
+    if (role?.kind !== 'primary' || role.epoch !== epoch || role.handle.fenced) return;
+    this.options.context.logger.log('warn', 'self-fencing the primary', { volume, epoch, reason });
+    role.handle.fence(reason);
+  }
+
   /** The open primary of a volume, if this node serves it now. */
   primary(volume: string): PrimaryHandle | undefined {
     const role = this.roles.get(volume);

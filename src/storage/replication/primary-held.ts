@@ -32,6 +32,10 @@ export class HeldPrimary implements PrimaryHandle {
   private timer: object | undefined;
   /** The isrVersion of the last report and when it went. */
   private lastReport: { isrVersion: number; atMs: number } | undefined;
+  /** When it opened (held since): the age its 'unclean' reports carry. */
+  private readonly openedAtMs: number;
+  /** Why it was fenced before it could serve (self-fencing), if it was. */
+  private fencedReason: string | undefined;
 
   constructor(
     private readonly options: PrimaryOptions,
@@ -45,12 +49,31 @@ export class HeldPrimary implements PrimaryHandle {
     this.readOnly = device.readOnly;
     this.consistentAcrossConnections = device.consistentAcrossConnections;
     this.membership = options.membership;
+    this.openedAtMs = options.context.clock.now();
     this.check();
     this.arm();
   }
 
   get fenced(): boolean {
-    return this.serving?.fenced ?? false;
+    return this.serving?.fenced ?? this.fencedReason !== undefined;
+  }
+
+  /** Self-fenced while held: the held operations fail, nothing will serve at this epoch. */
+  fence(reason: string): void {
+    if (this.serving !== undefined) {
+      this.serving.fence(reason);
+      return;
+    }
+    if (this.closed) return;
+    this.closed = true;
+    this.fencedReason = reason;
+    this.disarm();
+    const { volume, epoch } = this.options;
+    const message = `volume ${volume} is fenced at epoch ${epoch}: ${reason}`;
+    this.options.context.logger.log('error', 'fenced', { reason });
+    const error = new BlockDeviceError('io', message);
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    this.options.report({ kind: 'fenced', volume, epoch, reason });
   }
 
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
@@ -117,7 +140,7 @@ export class HeldPrimary implements PrimaryHandle {
       volume: this.options.volume,
       epoch: this.options.epoch,
       generation: this.meta.generations[0] ?? noGeneration,
-      fenced: false,
+      fenced: this.fencedReason !== undefined,
       isrVersion: this.membership.isrVersion,
       replicas: this.membership.replicas
         .filter((replica) => replica.node !== self)
@@ -204,8 +227,9 @@ export class HeldPrimary implements PrimaryHandle {
     this.lastReport = { isrVersion, atMs: nowMs };
     const { volume, epoch } = this.options;
     logger.log('warn', 'copy not closed cleanly: reporting it', { volume, isrVersion });
+    const waitingMs = Math.max(0, Math.round(nowMs - this.openedAtMs));
     try {
-      this.options.report({ kind: 'unclean', volume, epoch, node, isrVersion });
+      this.options.report({ kind: 'unclean', volume, epoch, node, isrVersion, waitingMs });
     } catch (error) {
       logger.log('error', 'report callback failed', { error: String(error) });
     }

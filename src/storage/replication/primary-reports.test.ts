@@ -84,6 +84,12 @@ describe('primary: reports that may be lost', () => {
     assert.ok(times.length >= 3, `reported ${times.length} times`);
     for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 1000);
     assert.ok(c.reportsOf('unresponsive').every((r) => r.node === 'c' && r.isrVersion === 1));
+    // Each report says how long the write has waited: the agent's self-fence clock.
+    const waited = c
+      .reportsOf('unresponsive')
+      .map((r) => (r.kind === 'unresponsive' ? r.waitingMs : -1));
+    assert.ok(waited[0]! >= 1000, `first report after the timeout (${waited[0]} ms)`);
+    for (let i = 1; i < waited.length; i++) assert.ok(waited[i]! >= waited[i - 1]! + 1000);
     const before = c.reportsOf('unresponsive').length;
     c.primary.setMembership(c.membership);
     assert.equal(c.reportsOf('unresponsive').length, before + 1);
@@ -91,6 +97,34 @@ describe('primary: reports that may be lost', () => {
     c.setMembership(['a', 'b']);
     await write;
     assert.deepEqual(await advance(c, 3000, 'unresponsive'), [], 'nothing once it left the ISR');
+  });
+});
+
+describe('primary: self-fenced by its agent', () => {
+  it('fails the operations it holds with EIO, reports fenced, and acknowledges nothing more', async () => {
+    const c = await cluster({ limits: { replicaAckTimeoutMs: 1000 } });
+    await eventually(
+      () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
+      { what: 'verified' },
+    );
+    const [, toC] = c.link('c');
+    toC.hold();
+    c.replica('c').reachable = false;
+    const write = c.primary.write(0, pattern(6));
+    await advance(c, 1500, 'unresponsive');
+    assert.equal(await settled(write), false, 'held');
+    c.primary.fence('self-fenced: test');
+    const isIo = (error: unknown) => error instanceof BlockDeviceError && error.kind === 'io';
+    await assert.rejects(write, isIo);
+    await assert.rejects(c.primary.write(4096, pattern(7)), isIo);
+    await assert.rejects(c.primary.flush(), isIo);
+    assert.equal(c.primary.fenced, true);
+    const fenced = c.reportsOf('fenced');
+    assert.equal(fenced.length, 1);
+    assert.ok(fenced[0]?.kind === 'fenced' && fenced[0].reason === 'self-fenced: test');
+    const reports = c.reportsOf('unresponsive').length;
+    assert.deepEqual(await advance(c, 3000, 'unresponsive'), [], 'no more reports');
+    assert.equal(c.reportsOf('unresponsive').length, reports);
   });
 });
 

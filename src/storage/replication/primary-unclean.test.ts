@@ -39,7 +39,7 @@ describe('primary: a copy that was not closed cleanly', () => {
   it('with other ISR members: holds every operation, connects to nobody, reports itself until a newer membership', async () => {
     const c = await cluster({ prepare: crashed, limits: { replicaAckTimeoutMs: 1000 } });
     assert.deepEqual(c.reportsOf('unclean'), [
-      { kind: 'unclean', volume, epoch: 1, node: 'a', isrVersion: 1 },
+      { kind: 'unclean', volume, epoch: 1, node: 'a', isrVersion: 1, waitingMs: 0 },
     ]);
     assert.equal(c.primary.status().unclean, true);
     const write = c.primary.write(0, pattern(7));
@@ -55,6 +55,8 @@ describe('primary: a copy that was not closed cleanly', () => {
     const before = c.reportsOf('unclean').length;
     c.primary.setMembership(c.membership);
     assert.equal(c.reportsOf('unclean').length, before + 1);
+    const ages = c.reportsOf('unclean').map((r) => (r.kind === 'unclean' ? r.waitingMs : -1));
+    assert.ok(ages.at(-2)! >= 3000, `the reports say how long it has held (${ages.join(', ')})`);
     // The controller dropped it from the ISR: nothing more to report, still held.
     c.setMembership(['b', 'c']);
     assert.deepEqual(await advance(c, 3000), []);
@@ -65,6 +67,24 @@ describe('primary: a copy that was not closed cleanly', () => {
     await assert.rejects(c.primary.write(0, pattern(1)), isIo);
     assert.equal(c.state.meta?.unclean, true);
     assert.deepEqual(c.state.meta?.generations, [generation], 'no generation of its own');
+  });
+
+  it('self-fenced while held: the held operations fail with EIO and a fenced report goes', async () => {
+    const c = await cluster({ prepare: crashed, limits: { replicaAckTimeoutMs: 1000 } });
+    const write = c.primary.write(0, pattern(7));
+    assert.equal(await settled(write), false, 'held');
+    c.primary.fence('self-fenced: test');
+    await assert.rejects(write, isIo);
+    await assert.rejects(c.primary.read(0, 4096), isIo);
+    assert.equal(c.primary.fenced, true);
+    assert.equal(c.primary.status().fenced, true);
+    assert.deepEqual(c.reportsOf('fenced'), [
+      { kind: 'fenced', volume, epoch: 1, reason: 'self-fenced: test' },
+    ]);
+    const reports = c.reportsOf('unclean').length;
+    assert.deepEqual(await advance(c, 3000), [], 'it reports itself no more');
+    assert.equal(c.reportsOf('unclean').length, reports);
+    await c.primary.close();
   });
 
   it('alone in the ISR: it is the best copy there is, and serves (resyncing the others)', async () => {

@@ -72,9 +72,10 @@ export class Watchdog {
       const peer = core.peers.get(node);
       if (peer === undefined) continue;
       const oldest = peer.oldestOutstandingMs();
-      const late = !peer.epochAccepted
-        ? nowMs - this.openedAtMs >= acceptEpochTimeoutMs
-        : oldest !== undefined && nowMs - oldest >= replicaAckTimeoutMs;
+      const since = !peer.epochAccepted ? this.openedAtMs : oldest;
+      const late =
+        since !== undefined &&
+        nowMs - since >= (peer.epochAccepted ? replicaAckTimeoutMs : acceptEpochTimeoutMs);
       if (!late) continue;
       const last = this.reported.get(node);
       const again = last?.isrVersion === isrVersion;
@@ -85,7 +86,8 @@ export class Watchdog {
         : 'in-sync replica unresponsive';
       core.logger.log('warn', what, { node, isrVersion });
       const { volume, epoch } = core;
-      core.report({ kind: 'unresponsive', volume, epoch, node, isrVersion });
+      const waitingMs = Math.max(0, Math.round(nowMs - since));
+      core.report({ kind: 'unresponsive', volume, epoch, node, isrVersion, waitingMs });
     }
     this.reportCaughtUpAgain(nowMs);
   }

@@ -149,6 +149,10 @@ class Primary implements PrimaryHandle {
     return this.core.fenced;
   }
 
+  fence(reason: string): void {
+    this.core.fence(reason);
+  }
+
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     return this.core.local(() => this.core.device.read(offsetBytes, lengthBytes));
   }

@@ -79,6 +79,8 @@ export type PrimaryReport =
       readonly epoch: number;
       readonly node: string;
       readonly isrVersion: number;
+      /** How long the oldest operation owed by that member has waited (the agent's self-fence clock). */
+      readonly waitingMs: number;
     }
   /**
    * This primary's own copy was not closed cleanly (it may have lost writes the other ISR members
@@ -90,6 +92,8 @@ export type PrimaryReport =
       readonly epoch: number;
       readonly node: string;
       readonly isrVersion: number;
+      /** How long this primary has held every operation (since it opened). */
+      readonly waitingMs: number;
     }
   /** A replica outside the ISR has every mutation; the primary already waits for its acks. */
   | {
@@ -99,7 +103,10 @@ export type PrimaryReport =
       readonly node: string;
       readonly isrVersion: number;
     }
-  /** A replica refused our epoch, or a newer primary exists: nothing more is acknowledged. */
+  /**
+   * A replica refused our epoch, a newer primary exists, or the agent self-fenced the primary (cut
+   * off from the controller while its operations waited): nothing more is acknowledged.
+   */
   | {
       readonly kind: 'fenced';
       readonly volume: string;
@@ -204,6 +211,11 @@ export interface PrimaryStatus {
  */
 export interface PrimaryHandle extends ReplicableDevice {
   readonly fenced: boolean;
+  /**
+   * Self-fencing (ARCHITECTURE.md section 3, item 5): pending and later operations fail with EIO,
+   * links close, a 'fenced' report goes with `reason`. Nothing more is acknowledged at this epoch.
+   */
+  fence(reason: string): void;
   /** A newer membership from the controller (an older or equal isrVersion is ignored). */
   setMembership(membership: VolumeMembership): void;
   status(): PrimaryStatus;
@@ -256,4 +268,9 @@ export interface ReplicaHandle {
  */
 export interface VolumeDutyPort {
   setDuties(duties: readonly VolumeDuty[]): void;
+  /**
+   * The agent self-fences this node's primary of `volume` at `epoch` (if it is open at that epoch):
+   * it stops acknowledging and reports 'fenced' with `reason`. Fire and forget.
+   */
+  selfFence(volume: string, epoch: number, reason: string): void;
 }
