@@ -29,6 +29,19 @@ async function advance(
   return grewAt;
 }
 
+/** Three verified copies, then c's link goes silent and c unreachable once the watchdog restarts it. */
+async function withSilentC(): Promise<Cluster> {
+  const c = await cluster({ limits: { replicaAckTimeoutMs: 1000 } });
+  await eventually(
+    () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
+    { what: 'verified' },
+  );
+  const [, toC] = c.link('c');
+  toC.hold();
+  c.replica('c').reachable = false;
+  return c;
+}
+
 describe('primary: reports that may be lost', () => {
   it('reports caught-up again every replicaAckTimeoutMs, and at once when the same membership comes again, until admitted', async () => {
     const c = await cluster({ isr: ['b'], limits: { replicaAckTimeoutMs: 1000 } });
@@ -70,15 +83,7 @@ describe('primary: reports that may be lost', () => {
   });
 
   it('reports an unresponsive in-sync replica again every replicaAckTimeoutMs while it stays late, and at once on the same membership', async () => {
-    const c = await cluster({ limits: { replicaAckTimeoutMs: 1000 } });
-    await eventually(
-      () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
-      { what: 'verified' },
-    );
-    // A link that goes silent, and c unreachable once the watchdog restarts it.
-    const [, toC] = c.link('c');
-    toC.hold();
-    c.replica('c').reachable = false;
+    const c = await withSilentC();
     const write = c.primary.write(0, pattern(5));
     const times = await advance(c, 4000, 'unresponsive');
     assert.ok(times.length >= 3, `reported ${times.length} times`);
@@ -102,14 +107,7 @@ describe('primary: reports that may be lost', () => {
 
 describe('primary: self-fenced by its agent', () => {
   it('fails the operations it holds with EIO, reports fenced, and acknowledges nothing more', async () => {
-    const c = await cluster({ limits: { replicaAckTimeoutMs: 1000 } });
-    await eventually(
-      () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
-      { what: 'verified' },
-    );
-    const [, toC] = c.link('c');
-    toC.hold();
-    c.replica('c').reachable = false;
+    const c = await withSilentC();
     const write = c.primary.write(0, pattern(6));
     await advance(c, 1500, 'unresponsive');
     assert.equal(await settled(write), false, 'held');
