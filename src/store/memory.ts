@@ -16,6 +16,7 @@ import type {
   TxnResult,
   WatchBatch,
   WatchHandle,
+  WatchOptions,
 } from './port.js';
 import {
   compactedError,
@@ -102,11 +103,7 @@ export class MemoryStore implements StateStore {
     return this.commit(request);
   }
 
-  watch(
-    prefix: string,
-    options: { fromRevision?: number },
-    listener: (batch: WatchBatch) => void,
-  ): WatchHandle {
+  watch(prefix: string, options: WatchOptions, listener: (batch: WatchBatch) => void): WatchHandle {
     this.assertOpen();
     const from = options.fromRevision;
     validateFromRevision(from);

@@ -1,6 +1,7 @@
 // The StateStore port: a revisioned key-value store with conditional writes, leases, a change
 // feed and the event journal. Shaped after etcd's model (revisions, leases, watches) so the etcd
-// backend of a later issue fits beside memory and sqlite; all three pass store.contract.ts.
+// backend (etcd.ts) fits beside memory and sqlite; all three pass store.contract.ts.
+import type { ContinuumError } from '../core/errors.js';
 import type { JournalEvent, NewEvent } from '../core/model.js';
 
 export interface StoreEntry<T = unknown> {
@@ -51,6 +52,19 @@ export interface WatchHandle {
   cancel(): void;
 }
 
+export interface WatchOptions {
+  /** Replay the transactions after this revision first. */
+  fromRevision?: number;
+  /**
+   * Called once if the watch ends by itself, after which nothing more is delivered. Only a remote
+   * feed can: etcd cancels a watch whose history it has compacted (CONTINUUM_ERR_CONFLICT; read
+   * with range and watch again from its revision). The local backends find compaction when
+   * watch() is called and throw there. Without onError such an error is thrown uncaught, because
+   * a feed that stopped in silence would leave its reader blind.
+   */
+  onError?: (error: ContinuumError) => void;
+}
+
 export interface EventQuery {
   /** Only events with seq greater than this. */
   afterSeq?: number;
@@ -81,11 +95,7 @@ export interface StateStore {
    * delivered asynchronously, once each, in revision order. With fromRevision, transactions
    * after that revision are replayed first.
    */
-  watch(
-    prefix: string,
-    options: { fromRevision?: number },
-    listener: (batch: WatchBatch) => void,
-  ): WatchHandle;
+  watch(prefix: string, options: WatchOptions, listener: (batch: WatchBatch) => void): WatchHandle;
   appendEvents(events: NewEvent[]): Promise<JournalEvent[]>;
   readEvents(query: EventQuery): Promise<JournalEvent[]>;
   /** A lease whose keys are deleted when it expires; the TTL is in milliseconds. */

@@ -18,6 +18,7 @@ import type {
   TxnResult,
   WatchBatch,
   WatchHandle,
+  WatchOptions,
 } from './port.js';
 import { prepareDatabase } from './sqlite-schema.js';
 import {
@@ -130,11 +131,7 @@ export class SqliteStore implements StateStore {
     return this.commit(request, null);
   }
 
-  watch(
-    prefix: string,
-    options: { fromRevision?: number },
-    listener: (batch: WatchBatch) => void,
-  ): WatchHandle {
+  watch(prefix: string, options: WatchOptions, listener: (batch: WatchBatch) => void): WatchHandle {
     this.assertOpen();
     const from = options.fromRevision;
     validateFromRevision(from);

@@ -4,11 +4,19 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { FakeClock } from '../sim/fake-clock.js';
 import type { StateStore } from './port.js';
-import { event, hasCode, settle, watchAll, type FreshStore } from './store.contract-helpers.js';
+import {
+  event,
+  hasCode,
+  revisionsFrom,
+  revisionsOf,
+  watchAll,
+  type ContractContext,
+} from './store.contract-helpers.js';
 
-export function runFeedContract(fresh: FreshStore): void {
+export function runFeedContract({ fresh, settle }: ContractContext): void {
   it('watch delivers batches asynchronously, in order, filtered to the prefix, with events', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     const { batches } = watchAll(store, 'nodes/');
     const first = store.txn({
       puts: [
@@ -21,15 +29,12 @@ export function runFeedContract(fresh: FreshStore): void {
     await store.txn({ puts: [{ key: 'workloads/v', value: 2 }] });
     await store.appendEvents([event('joined', 'a')]);
     await store.txn({ deletes: ['nodes/a'] });
-    await settle();
-    assert.deepEqual(
-      batches.map((batch) => batch.revision),
-      [1, 3, 4],
-    );
+    await settle(store);
+    assert.deepEqual(revisionsOf(batches), [1, 3, 4].map(at));
     assert.deepEqual(batches[0]!.changes, [
       {
         type: 'put',
-        entry: { key: 'nodes/a', value: 1, modRevision: 1, createRevision: 1, version: 1 },
+        entry: { key: 'nodes/a', value: 1, modRevision: at(1), createRevision: at(1), version: 1 },
       },
     ]);
     assert.deepEqual(batches[1]!.changes, []);
@@ -37,37 +42,33 @@ export function runFeedContract(fresh: FreshStore): void {
       batches[1]!.events.map((journalEvent) => journalEvent.kind),
       ['joined'],
     );
-    assert.deepEqual(batches[2]!.changes, [{ type: 'delete', key: 'nodes/a', revision: 4 }]);
+    assert.deepEqual(batches[2]!.changes, [{ type: 'delete', key: 'nodes/a', revision: at(4) }]);
   });
 
   it('watch fromRevision replays later revisions first, then continues live', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     for (const value of [1, 2, 3]) await store.txn({ puts: [{ key: 'k', value }] });
-    const { batches } = watchAll(store, '', 1);
+    const { batches } = watchAll(store, '', at(1));
     await store.txn({ puts: [{ key: 'k', value: 4 }] });
-    await settle();
-    assert.deepEqual(
-      batches.map((batch) => batch.revision),
-      [2, 3, 4],
-    );
-    const current = watchAll(store, '', 4);
-    await settle();
+    await settle(store);
+    assert.deepEqual(revisionsOf(batches), [2, 3, 4].map(at));
+    const current = watchAll(store, '', at(4));
+    await settle(store);
     assert.equal(current.batches.length, 0);
   });
 
   it('watch fromRevision older than the kept history fails as compacted', async () => {
     const store = await fresh(new FakeClock(), { historyRevisionsMax: 2 });
+    const at = await revisionsFrom(store);
     for (const value of [1, 2, 3, 4]) await store.txn({ puts: [{ key: 'k', value }] });
     assert.throws(
-      () => store.watch('', { fromRevision: 1 }, () => {}),
+      () => store.watch('', { fromRevision: at(1) }, () => {}),
       hasCode('CONTINUUM_ERR_CONFLICT'),
     );
-    const { batches } = watchAll(store, '', 2);
-    await settle();
-    assert.deepEqual(
-      batches.map((batch) => batch.revision),
-      [3, 4],
-    );
+    const { batches } = watchAll(store, '', at(2));
+    await settle(store);
+    assert.deepEqual(revisionsOf(batches), [3, 4].map(at));
   });
 
   it('cancel stops delivery, including batches already queued', async () => {
@@ -78,7 +79,7 @@ export function runFeedContract(fresh: FreshStore): void {
     handle.cancel();
     await committed;
     await store.txn({ puts: [{ key: 'k', value: 2 }] });
-    await settle();
+    await settle(store);
     assert.deepEqual(batches, []);
   });
 

@@ -1,13 +1,29 @@
 // The StateStore contract, part three: leases (expiry on the Clock, keepAlive, revoke, limits).
+// A backend whose leases run on its own real time (etcd) gets the real-time variants of the
+// expiry and keepAlive tests instead (store.contract-leases-real-time.ts).
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { FakeClock } from '../sim/fake-clock.js';
-import { rejectsWithCode, settle, watchAll, type FreshStore } from './store.contract-helpers.js';
+import { runRealTimeLeaseContract } from './store.contract-leases-real-time.js';
+import {
+  rejectsWithCode,
+  revisionsFrom,
+  watchAll,
+  type ContractContext,
+} from './store.contract-helpers.js';
 
-export function runLeaseContract(fresh: FreshStore): void {
+export function runLeaseContract(context: ContractContext): void {
+  const realTime = context.traits.realTimeLeases;
+  if (realTime === undefined) runFakeClockLeaseContract(context);
+  else runRealTimeLeaseContract(context, realTime);
+  runLeaseRevokeAndLimits(context);
+}
+
+function runFakeClockLeaseContract({ fresh, settle }: ContractContext): void {
   it('a lease that expires deletes its keys in a committed txn seen by watchers', async () => {
     const clock = new FakeClock();
     const store = await fresh(clock);
+    const at = await revisionsFrom(store);
     const lease = await store.grantLease(1000);
     assert.equal(lease.ttlMs, 1000);
     await store.txn({
@@ -23,9 +39,13 @@ export function runLeaseContract(fresh: FreshStore): void {
     clock.advance(1);
     assert.equal(await store.get('locks/a'), undefined);
     assert.notEqual(await store.get('locks/b'), undefined);
-    await settle();
+    await settle(store);
     assert.deepEqual(batches, [
-      { revision: 2, changes: [{ type: 'delete', key: 'locks/a', revision: 2 }], events: [] },
+      {
+        revision: at(2),
+        changes: [{ type: 'delete', key: 'locks/a', revision: at(2) }],
+        events: [],
+      },
     ]);
   });
 
@@ -61,13 +81,17 @@ export function runLeaseContract(fresh: FreshStore): void {
       'CONTINUUM_ERR_NOT_FOUND',
     );
   });
+}
 
+/** Revoke and the TTL limits need no clock: every backend runs them as they are. */
+function runLeaseRevokeAndLimits({ fresh }: ContractContext): void {
   it('revoke deletes the lease and its keys at once', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     const lease = await store.grantLease(60_000);
     await store.txn({ puts: [{ key: 'k', value: 1, lease: lease.id }] });
     await store.revokeLease(lease.id);
-    assert.deepEqual(await store.range(''), { entries: [], revision: 2 });
+    assert.deepEqual(await store.range(''), { entries: [], revision: at(2) });
     await rejectsWithCode(store.keepAliveLease(lease.id), 'CONTINUUM_ERR_NOT_FOUND');
     await rejectsWithCode(store.revokeLease(lease.id), 'CONTINUUM_ERR_NOT_FOUND');
   });

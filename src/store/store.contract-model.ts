@@ -42,7 +42,9 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.record({
 /** The port's rules, stated as simply as possible. */
 class MapModel {
   readonly entries = new Map<string, ModelEntry>();
-  revision = 0;
+
+  /** The store's revision when the run began: 0 for the local backends. */
+  constructor(public revision: number) {}
 
   /** Turns a step into a request whose compares hold or fail as the step says. */
   request(step: Step): TxnRequest {
@@ -87,7 +89,7 @@ export function runStoreModelProperty(open: (clock: FakeClock) => Promise<StateS
     await fc.assert(
       fc.asyncProperty(fc.array(stepArbitrary, { maxLength: 25 }), async (steps) => {
         const store = await open(new FakeClock());
-        const model = new MapModel();
+        const model = new MapModel((await store.range('')).revision);
         for (const step of steps) {
           const result = await store.txn(model.request(step));
           const expected = model.apply(step);

@@ -1,6 +1,8 @@
-// The one contract every StateStore backend passes (CONVENTIONS.md item 7): memory, sqlite and,
-// later, etcd each call runStoreContract with a function that opens a fresh, empty store. This
-// file holds the key-value and transaction rules and runs the other parts.
+// The one contract every StateStore backend passes (CONVENTIONS.md item 7): memory, sqlite and
+// etcd each call runStoreContract with a function that opens a fresh, empty store, and the traits
+// that tell the suite how the backend keeps time and revisions. This file holds the key-value and
+// transaction rules and runs the other parts. Revisions are asserted relative to the revision a
+// test starts at (revisionsFrom), which is 0 for the local backends.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { FakeClock } from '../sim/fake-clock.js';
@@ -10,20 +12,28 @@ import {
   event,
   hasCode,
   rejectsWithCode,
+  revisionsFrom,
   settle,
   watchAll,
+  type ContractContext,
   type FreshStore,
   type OpenStore,
   type StoreContractOptions,
+  type StoreContractTraits,
 } from './store.contract-helpers.js';
 import { runLeaseContract } from './store.contract-leases.js';
 import { runStoreModelProperty } from './store.contract-model.js';
 
-export type { OpenStore, StoreContractOptions };
+export type { OpenStore, StoreContractOptions, StoreContractTraits };
 export { event, settle };
 
-export function runStoreContract(name: string, open: OpenStore): void {
-  describe(`StateStore contract: ${name}`, () => {
+export function runStoreContract(
+  name: string,
+  open: OpenStore,
+  traits: StoreContractTraits = {},
+): void {
+  const skip = traits.skip ?? false;
+  describe(`StateStore contract: ${name}`, { skip }, () => {
     const opened: StateStore[] = [];
     const fresh: FreshStore = async (clock = new FakeClock(), options?: StoreContractOptions) => {
       const store = await open(clock, options);
@@ -33,34 +43,42 @@ export function runStoreContract(name: string, open: OpenStore): void {
     afterEach(async () => {
       await Promise.all(opened.splice(0).map((store) => store.close()));
     });
-    runKeyValueContract(fresh);
-    runTxnContract(fresh);
-    runFeedContract(fresh);
-    runLeaseContract(fresh);
-    runCloseContract(fresh);
+    const context: ContractContext = { fresh, settle: traits.settle ?? settle, traits };
+    runKeyValueContract(context);
+    runTxnContract(context);
+    runFeedContract(context);
+    runLeaseContract(context);
+    runCloseContract(context);
     runStoreModelProperty(fresh);
   });
 }
 
-function runKeyValueContract(fresh: FreshStore): void {
-  it('an empty store has no keys, revision 0 and no events', async () => {
+function runKeyValueContract({ fresh, traits }: ContractContext): void {
+  it('an empty store has no keys, revision 0 (or its shared counter) and no events', async () => {
     const store = await fresh();
     assert.equal(await store.get('nodes/a'), undefined);
-    assert.deepEqual(await store.range(''), { entries: [], revision: 0 });
+    const { entries, revision } = await store.range('');
+    assert.deepEqual(entries, []);
+    if (traits.revisionStartsAtZero === false) {
+      assert.ok(Number.isSafeInteger(revision) && revision >= 0, `revision ${revision}`);
+    } else {
+      assert.equal(revision, 0);
+    }
     assert.deepEqual(await store.readEvents({}), []);
   });
 
   it('put then get returns the value with modRevision, createRevision and version', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     const first = await store.txn({ puts: [{ key: 'nodes/a', value: { cpu: 4 } }] });
-    assert.deepEqual(first, { ok: true, revision: 1, events: [] });
+    assert.deepEqual(first, { ok: true, revision: at(1), events: [] });
     await store.txn({ puts: [{ key: 'nodes/b', value: 'other' }] });
     await store.txn({ puts: [{ key: 'nodes/a', value: { cpu: 8 } }] });
     assert.deepEqual(await store.get('nodes/a'), {
       key: 'nodes/a',
       value: { cpu: 8 },
-      modRevision: 3,
-      createRevision: 1,
+      modRevision: at(3),
+      createRevision: at(1),
       version: 2,
     });
   });
@@ -82,6 +100,7 @@ function runKeyValueContract(fresh: FreshStore): void {
 
   it('range returns every key under the prefix in key order, with the revision', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     for (const key of ['nodes/b', 'nodesx', 'nodes/a/x', 'workloads/a', 'nodes/a']) {
       await store.txn({ puts: [{ key, value: key }] });
     }
@@ -90,49 +109,52 @@ function runKeyValueContract(fresh: FreshStore): void {
       entries.map((entry) => entry.key),
       ['nodes/a', 'nodes/a/x', 'nodes/b'],
     );
-    assert.equal(revision, 5);
+    assert.equal(revision, at(5));
     assert.equal((await store.range('')).entries.length, 5);
   });
 }
 
-function runTxnContract(fresh: FreshStore): void {
+function runTxnContract({ fresh, settle: settleFeed }: ContractContext): void {
   it('conditional writes hold on modRevision; 0 means the key must not exist', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     const create = { compares: [{ key: 'k', modRevision: 0 }], puts: [{ key: 'k', value: 1 }] };
     assert.equal((await store.txn(create)).ok, true);
-    assert.deepEqual(await store.txn(create), { ok: false, revision: 1, events: [] });
+    assert.deepEqual(await store.txn(create), { ok: false, revision: at(1), events: [] });
     const stale = await store.txn({
-      compares: [{ key: 'k', modRevision: 7 }],
+      compares: [{ key: 'k', modRevision: at(7) }],
       puts: [{ key: 'k', value: 2 }],
     });
     assert.equal(stale.ok, false);
     const fresh1 = await store.txn({
-      compares: [{ key: 'k', modRevision: 1 }],
+      compares: [{ key: 'k', modRevision: at(1) }],
       puts: [{ key: 'k', value: 3 }],
     });
-    assert.deepEqual(fresh1, { ok: true, revision: 2, events: [] });
+    assert.deepEqual(fresh1, { ok: true, revision: at(2), events: [] });
     assert.equal((await store.get('k'))!.value, 3);
   });
 
   it('a failed txn changes nothing and appends no events', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     await store.txn({ puts: [{ key: 'a', value: 1 }], events: [event('created', 'a')] });
     const before = { kv: await store.range(''), journal: await store.readEvents({}) };
     const result = await store.txn({
       compares: [
-        { key: 'a', modRevision: 1 },
-        { key: 'b', modRevision: 1 },
+        { key: 'a', modRevision: at(1) },
+        { key: 'b', modRevision: at(1) },
       ],
       puts: [{ key: 'c', value: 3 }],
       deletes: ['a'],
       events: [event('never', 'c')],
     });
-    assert.deepEqual(result, { ok: false, revision: 1, events: [] });
+    assert.deepEqual(result, { ok: false, revision: at(1), events: [] });
     assert.deepEqual({ kv: await store.range(''), journal: await store.readEvents({}) }, before);
   });
 
   it('commits puts, deletes and events of one txn atomically at one revision', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     await store.txn({ puts: [{ key: 'old', value: 0 }] });
     const { batches } = watchAll(store, '');
     const result = await store.txn({
@@ -143,7 +165,7 @@ function runTxnContract(fresh: FreshStore): void {
       deletes: ['old'],
       events: [event('moved', 'x', 5), event('moved', 'y', 6)],
     });
-    assert.equal(result.revision, 2);
+    assert.equal(result.revision, at(2));
     assert.deepEqual(
       result.events.map((journalEvent) => journalEvent.seq),
       [1, 2],
@@ -151,11 +173,11 @@ function runTxnContract(fresh: FreshStore): void {
     assert.deepEqual(
       (await store.range('')).entries.map((entry) => [entry.key, entry.modRevision]),
       [
-        ['x', 2],
-        ['y', 2],
+        ['x', at(2)],
+        ['y', at(2)],
       ],
     );
-    await settle();
+    await settleFeed(store);
     assert.equal(batches.length, 1);
     assert.deepEqual(batches[0]!.changes.map((change) => change.type).sort(), [
       'delete',
@@ -167,6 +189,7 @@ function runTxnContract(fresh: FreshStore): void {
 
   it('revisions strictly increase, and a txn that changes nothing keeps the revision', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     const revisions: number[] = [];
     for (let index = 0; index < 5; index += 1) {
       revisions.push(
@@ -175,18 +198,19 @@ function runTxnContract(fresh: FreshStore): void {
     }
     await store.appendEvents([event('e', 'n')]);
     revisions.push((await store.range('')).revision);
-    assert.deepEqual(revisions, [1, 2, 3, 4, 5, 6]);
-    assert.equal((await store.range('')).revision, 6);
+    assert.deepEqual(revisions, [1, 2, 3, 4, 5, 6].map(at));
+    assert.equal((await store.range('')).revision, at(6));
     assert.deepEqual(await store.txn({ deletes: ['absent'] }), {
       ok: true,
-      revision: 6,
+      revision: at(6),
       events: [],
     });
-    assert.equal((await store.txn({})).revision, 6);
+    assert.equal((await store.txn({})).revision, at(6));
   });
 
   it('rejects bad input and changes nothing', async () => {
     const store = await fresh();
+    const at = await revisionsFrom(store);
     await rejectsWithCode(
       store.txn({ puts: [{ key: 'k', value: undefined }] }),
       'CONTINUUM_ERR_BAD_REQUEST',
@@ -199,11 +223,11 @@ function runTxnContract(fresh: FreshStore): void {
       store.txn({ puts: [{ key: 'k', value: 1, lease: 'no-such-lease' }] }),
       'CONTINUUM_ERR_NOT_FOUND',
     );
-    assert.deepEqual(await store.range(''), { entries: [], revision: 0 });
+    assert.deepEqual(await store.range(''), { entries: [], revision: at(0) });
   });
 }
 
-function runCloseContract(fresh: FreshStore): void {
+function runCloseContract({ fresh, settle: settleFeed }: ContractContext): void {
   it('after close every call rejects with CONTINUUM_ERR_STORE_CLOSED and watches stop', async () => {
     const clock = new FakeClock();
     const store = await fresh(clock);
@@ -214,7 +238,7 @@ function runCloseContract(fresh: FreshStore): void {
     const closed = store.close();
     await committed;
     await closed;
-    await settle();
+    await settleFeed(store);
     assert.deepEqual(batches, [], 'a batch queued before close is not delivered');
     const code = 'CONTINUUM_ERR_STORE_CLOSED';
     await rejectsWithCode(store.get('k'), code);

@@ -58,6 +58,17 @@ export function planTxn(request: TxnRequest, view: StoreView): TxnPlan {
 
 /** Bad input gets a clear error and changes nothing (CONVENTIONS.md item 12). */
 function validateTxn(request: TxnRequest, view: StoreView): void {
+  validateTxnRequest(request);
+  for (const put of request.puts ?? []) {
+    if (put.lease !== undefined && !view.leaseExists(put.lease)) throw unknownLeaseError(put);
+  }
+}
+
+/**
+ * The checks that need no view of the store: keys, single writes per key, compares and events.
+ * Shared with the etcd backend, which cannot read a consistent view before it writes.
+ */
+export function validateTxnRequest(request: TxnRequest): void {
   const seen = new Set<string>();
   const touched = [...(request.puts ?? []).map((put) => put.key), ...(request.deletes ?? [])];
   for (const key of [...touched, ...(request.compares ?? []).map((compare) => compare.key)]) {
@@ -84,14 +95,13 @@ function validateTxn(request: TxnRequest, view: StoreView): void {
     }
   }
   (request.events ?? []).forEach(validateEvent);
-  for (const put of request.puts ?? []) {
-    if (put.lease !== undefined && !view.leaseExists(put.lease)) {
-      throw new ContinuumError(
-        'CONTINUUM_ERR_NOT_FOUND',
-        `lease ${JSON.stringify(put.lease)} of key ${JSON.stringify(put.key)} does not exist`,
-      );
-    }
-  }
+}
+
+export function unknownLeaseError(put: { key: string; lease?: string }): ContinuumError {
+  return new ContinuumError(
+    'CONTINUUM_ERR_NOT_FOUND',
+    `lease ${JSON.stringify(put.lease)} of key ${JSON.stringify(put.key)} does not exist`,
+  );
 }
 
 /** Backends index events by these fields, so they must have the declared types. */
