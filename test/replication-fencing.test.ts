@@ -11,21 +11,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { detectAttachMethods } from '../src/storage/attach/index.js';
-import { onPath } from './attach/harness.js';
 import { scanWorkloads, TestCluster, waitFor } from './harness/cluster.js';
-import { ReplicatedKv } from './harness/replicated-kv.js';
+import { ReplicatedKv, replicatedKvSkip } from './harness/replicated-kv.js';
 
 const fenceTimeoutMs = 3000;
-const tools = ['nbdfuse', 'mkfs.ext4', 'losetup'];
-const absent = tools.find((tool) => !onPath(tool));
-const detection = await detectAttachMethods();
-const skip =
-  absent !== undefined
-    ? `${absent} is not installed`
-    : detection.preferred === null
-      ? 'no volume attach method works here'
-      : false;
+const skip = await replicatedKvSkip();
 
 describe('fencing of replicated volumes on real processes', { skip }, () => {
   const cluster = new TestCluster();
@@ -61,12 +51,11 @@ describe('fencing of replicated volumes on real processes', { skip }, () => {
     await kv.waitAcked('keys to flow', 3, 30_000);
     assert.equal(running(victim, before.epoch).length, 1, 'the instance runs on the primary');
     cluster.signalGroup(victim, 'SIGSTOP');
-    const moved = await waitFor(`kv to fail over from ${victim}`, 60_000, async () => {
-      const now = await cluster.workload('kv');
-      return now.phase === 'active' && now.node !== victim && now.epoch > before.epoch
-        ? now
-        : undefined;
-    }).catch(logTail);
+    const moved = await kv.waitMoved(
+      `kv to fail over from ${victim}`,
+      before.epoch,
+      (n) => n !== victim,
+    );
     await kv.waitAcked(`writes to succeed on ${moved.node!}`, 5, 30_000);
     cluster.signalGroup(victim, 'SIGCONT');
     // The old primary, resumed, reaches the copy that now serves a newer epoch and is refused.

@@ -8,22 +8,11 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { detectAttachMethods } from '../src/storage/attach/index.js';
-import { onPath } from './attach/harness.js';
 import { TestCluster, waitFor } from './harness/cluster.js';
-import { ReplicatedKv } from './harness/replicated-kv.js';
+import { ReplicatedKv, replicatedKvSkip } from './harness/replicated-kv.js';
 
 const rounds = Number(process.env.REPLICATION_ROUNDS ?? 20);
-const tools = ['nbdfuse', 'mkfs.ext4', 'losetup'];
-
-function missing(): string | false {
-  const absent = tools.find((tool) => !onPath(tool));
-  return absent === undefined ? false : `${absent} is not installed`;
-}
-
-const detection = await detectAttachMethods();
-const skip =
-  missing() || (detection.preferred === null ? 'no volume attach method works here' : false);
+const skip = await replicatedKvSkip();
 
 describe('replicated volumes on real processes', { skip }, () => {
   const cluster = new TestCluster();
@@ -53,16 +42,11 @@ describe('replicated volumes on real processes', { skip }, () => {
       const killedAt = Date.now();
       cluster.signalGroup(victim, 'SIGKILL');
       await cluster.waitExit(victim);
-      const moved = await waitFor(
+      const moved = await kv.waitMoved(
         `round ${round}: kv to fail over from ${victim}`,
-        60_000,
-        async () => {
-          const now = await cluster.workload('kv');
-          return now.phase === 'active' && now.node !== victim && now.epoch > before.epoch
-            ? now
-            : undefined;
-        },
-      ).catch(logTail);
+        before.epoch,
+        (n) => n !== victim,
+      );
       const ackedAtFailover = kv.acked.size;
       restoreMs.push(Date.now() - killedAt);
       await waitFor(

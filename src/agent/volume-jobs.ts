@@ -97,7 +97,7 @@ const dutiesSchema = z
  * What the agent asks of the volume server process on the same socket: quick operations, not
  * counted against volumeJobsMax. Answers (the `result` of the reply line):
  *
- *   hello        -> { incarnation, pid, replicationAddress: "host:port" }
+ *   hello        -> { incarnation, pid, replicationAddress: "host:port", nbd: NbdCounters }
  *   volume       -> VolumeResult
  *   ensure       -> NbdTarget; a replicated volume (replicas > 1) needs the instance's epoch and
  *                   waits for this node's primary at that epoch, failing with UNAVAILABLE

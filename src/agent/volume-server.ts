@@ -222,6 +222,9 @@ export class VolumeServer implements VolumeService, VolumeProvider {
           incarnation: this.incarnation,
           pid: process.pid,
           replicationAddress: this.replicationAddress,
+          // What NBD clients did through this server since it started (metrics, and tests that
+          // bound a resync by the bytes written while a replica was away).
+          nbd: this.nbd.counters(),
         });
       case 'volume':
         return this.execute(control.request);

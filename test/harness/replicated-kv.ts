@@ -6,7 +6,27 @@ import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { demoServicePath, freePort, type AgentSpec, type TestCluster, waitFor } from './cluster.js';
+import { detectAttachMethods } from '../../src/storage/attach/index.js';
+import { onPath } from '../attach/harness.js';
+import {
+  demoServicePath,
+  freePort,
+  type AgentSpec,
+  type TestCluster,
+  type WorkloadInfo,
+  waitFor,
+} from './cluster.js';
+
+/**
+ * Why the replicated-volume tests cannot run here (a tool missing, no way to attach a volume), or
+ * false: they need nbdfuse, mkfs.ext4 and losetup, and `tools` besides.
+ */
+export async function replicatedKvSkip(tools: readonly string[] = []): Promise<string | false> {
+  const absent = ['nbdfuse', 'mkfs.ext4', 'losetup', ...tools].find((tool) => !onPath(tool));
+  if (absent !== undefined) return `${absent} is not installed`;
+  const detection = await detectAttachMethods();
+  return detection.preferred === null ? 'no volume attach method works here' : false;
+}
 
 export interface Copies {
   replicas: string[];
@@ -90,6 +110,18 @@ export class ReplicatedKv {
     await waitFor(what, timeoutMs, async () => {
       const kv = await this.cluster.workload('kv');
       return kv.phase === 'active' && (await this.copies())?.isr.length === 2;
+    }).catch((error: Error) => this.logTail(error));
+  }
+
+  /** Waits for kv active at an epoch above `epoch` on a node `where` accepts (after a failover). */
+  async waitMoved(
+    what: string,
+    epoch: number,
+    where: (node: string | null) => boolean,
+  ): Promise<WorkloadInfo> {
+    return waitFor(what, 60_000, async () => {
+      const now = await this.cluster.workload('kv');
+      return now.phase === 'active' && where(now.node) && now.epoch > epoch ? now : undefined;
     }).catch((error: Error) => this.logTail(error));
   }
 

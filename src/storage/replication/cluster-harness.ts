@@ -35,6 +35,8 @@ export interface ReplicaNode {
   readonly links: [TestLinkEnd, TestLinkEnd][];
   /** When false, connections to it fail at once (closed links), as to a node that is down. */
   reachable: boolean;
+  /** Where it listens: a connection to any other address fails (default `${node}:7000`). */
+  address: string;
 }
 
 export interface ClusterOptions {
@@ -85,7 +87,15 @@ export class Cluster {
     });
     const state = new MemoryStateStore();
     const handle = await openReplica({ context: this.context(node), volume, device, state, epoch });
-    const replica: ReplicaNode = { node, device, state, handle, links: [], reachable: true };
+    const replica: ReplicaNode = {
+      node,
+      device,
+      state,
+      handle,
+      links: [],
+      reachable: true,
+      address: `${node}:7000`,
+    };
     this.replicas.set(node, replica);
     return replica;
   }
@@ -111,17 +121,17 @@ export class Cluster {
       device: this.device,
       state: this.state,
       membership: this.membership,
-      connect: ({ node }) => this.connect(node),
+      connect: ({ node, address }) => this.connect(node, address),
       report: (report) => this.reports.push(report),
       unsafeAckBeforeIsr: this.options.unsafeAckBeforeIsr ?? false,
     });
     return this.primary;
   }
 
-  private connect(node: string): TestLinkEnd {
+  private connect(node: string, address: string): TestLinkEnd {
     const [primaryEnd, replicaEnd] = linkPair();
     const replica = this.replicas.get(node);
-    if (replica === undefined || !replica.reachable) {
+    if (replica === undefined || !replica.reachable || replica.address !== address) {
       primaryEnd.close('connection refused');
       return primaryEnd;
     }
@@ -134,12 +144,15 @@ export class Cluster {
     return primaryEnd;
   }
 
-  setMembership(isr: readonly string[], replicas?: readonly string[]): void {
+  setMembership(isr: readonly string[], replicas?: readonly string[], isrVersionStep = 1): void {
     const names = replicas ?? this.membership.replicas.map((replica) => replica.node);
     this.membership = {
-      replicas: names.map((node) => ({ node, address: `${node}:7000` })),
+      replicas: names.map((node) => ({
+        node,
+        address: this.replicas.get(node)?.address ?? `${node}:7000`,
+      })),
       isr: [...isr],
-      isrVersion: this.membership.isrVersion + 1,
+      isrVersion: this.membership.isrVersion + isrVersionStep,
     };
     this.primary.setMembership(this.membership);
   }

@@ -24,19 +24,23 @@ export class MembershipRules {
   setMembership(membership: VolumeMembership): void {
     const core = this.core;
     if (!core.serving) return;
+    if (membership.isrVersion < core.membership.isrVersion) {
+      core.logger.log('info', 'ignored an older membership', { isrVersion: membership.isrVersion });
+      return;
+    }
+    // Addresses change without a new isrVersion (a replica's volume server restarted on another
+    // port): the current record says where each replica is now.
+    const listed = new Map(membership.replicas.map((replica) => [replica.node, replica.address]));
+    for (const [node, address] of listed) core.peers.get(node)?.readdress(address);
     if (membership.isrVersion === core.membership.isrVersion) {
+      core.membership = membership;
       // The controller sent the record we have again (a new session, a restarted controller):
       // what we reported at this version may never have reached it.
       core.watchdog.reportAgain();
       return;
     }
-    if (membership.isrVersion < core.membership.isrVersion) {
-      core.logger.log('info', 'ignored an older membership', { isrVersion: membership.isrVersion });
-      return;
-    }
     core.membership = membership;
     const self = core.context.node;
-    const listed = new Map(membership.replicas.map((replica) => [replica.node, replica.address]));
     const isr = new Set(membership.isr);
     let dropped = 0;
     for (const node of [...core.required]) {

@@ -92,8 +92,28 @@ export class PrimaryPeer {
   constructor(
     private readonly host: PeerHost,
     readonly node: string,
-    readonly address: string,
+    private address: string,
   ) {}
+
+  /**
+   * The replica's volume server moved (it restarted on another port, or its node got another
+   * address): the next connection goes there; a link still open to the old address is closed.
+   */
+  readdress(address: string): void {
+    if (address === this.address || this.removed) return;
+    this.host.context.logger.log('info', 'replica address changed', {
+      node: this.node,
+      from: this.address,
+      to: address,
+    });
+    this.address = address;
+    if (this.link !== undefined) this.restart(`its address changed to ${address}`);
+    else if (this.retryTimer !== undefined) {
+      this.host.context.clock.clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.start();
+    }
+  }
 
   get ready(): boolean {
     return this.phase === 'ready';

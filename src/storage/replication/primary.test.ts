@@ -178,6 +178,44 @@ describe('primary: a replica that stops answering', () => {
   });
 });
 
+describe('primary: a replica that moves', () => {
+  it('dropped while away, it returns on another address at the same isrVersion: the primary dials the new one and resyncs it', async () => {
+    const c = await cluster({ limits: { bitmapRegionBytes: 64 * 1024 } });
+    await ready(c);
+    // c's volume server dies: its links close, and it comes back listening elsewhere.
+    const replica = c.replica('c');
+    replica.reachable = false;
+    for (const [primaryEnd] of replica.links) primaryEnd.close('c died');
+    const write = c.primary.write(0, pattern(3));
+    await eventually(() => c.reportsOf('unresponsive').length > 0, {
+      clock: c.clock,
+      advanceMs: 50,
+      what: 'c reported unresponsive',
+    });
+    c.setMembership(['a', 'b']);
+    await write;
+    await c.primary.write(512 * 1024, pattern(4));
+    const linksBefore = replica.links.length;
+    replica.address = 'c:7001';
+    replica.reachable = true;
+    c.clock.advance(5000);
+    await settled(Promise.resolve());
+    assert.equal(replica.links.length, linksBefore, 'nothing listens on the old address');
+    // The controller sends the record it has (same isrVersion) with c's new address.
+    c.setMembership(['a', 'b'], undefined, 0);
+    const deltaDone = () =>
+      c.reportsOf('resync').find((r) => r.node === 'c' && r.done && r.mode !== 'verify');
+    await eventually(() => deltaDone() !== undefined, {
+      clock: c.clock,
+      advanceMs: 20,
+      what: 'a resync of c on its new address',
+    });
+    const resync = deltaDone()!;
+    assert.equal(resync.bytesCopied, 2 * 4096, 'only the two blocks written while it was away');
+    assert.deepEqual(await replica.device.allChecksums(), await c.device.allChecksums());
+  });
+});
+
 describe('primary: fencing', () => {
   it('a replica that accepted a newer epoch fences the primary: pending and later ops fail with io', async () => {
     const c = await cluster();

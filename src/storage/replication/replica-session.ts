@@ -2,6 +2,7 @@
 // arrival order under the replica's range lock, answers flushes, generations, epoch questions and
 // checksum questions, and closes the link with a logged reason on anything it cannot accept.
 import type { Logger } from '../../core/ports.js';
+import { BlockDeviceError } from '../block-device.js';
 import type { RangeLock, ReleaseRange } from './range-lock.js';
 import type { ReplicableDevice, ReplicationLink, ReplOpenInfo } from './types.js';
 import type {
@@ -226,9 +227,45 @@ export class ReplicaSession {
     void this.ordered(offset, message.blockCount * blockSize, async () => {
       const { startBlock, blockCount } = message;
       const { checksums, allocated } = await this.host.device.readChecksums(startBlock, blockCount);
+      await this.markDamaged(startBlock, checksums, allocated);
       if (!this.closed)
         this.link.send({ type: 'REPL_CHECKSUMS', startBlock, checksums, allocated });
     });
+  }
+
+  /**
+   * The recorded checksums say what each block should hold; the data on disk may have rotted since
+   * (the engine's read checks it and fails with 'corrupt'). A verify pass must see
+   * that, so the stored blocks are read, and a damaged one answers a checksum that cannot match
+   * the primary's: the primary copies it again, which repairs it.
+   */
+  private async markDamaged(
+    startBlock: number,
+    checksums: Uint32Array,
+    allocated: Uint8Array,
+  ): Promise<void> {
+    const device = this.host.device;
+    const blockSize = device.blockSizeBytes;
+    if (!allocated.includes(1)) return;
+    try {
+      await device.read(startBlock * blockSize, allocated.length * blockSize);
+      return;
+    } catch (error) {
+      if (!(error instanceof BlockDeviceError) || error.kind !== 'corrupt') throw error;
+    }
+    for (let index = 0; index < allocated.length; index++) {
+      if (allocated[index] !== 1) continue;
+      try {
+        await device.read((startBlock + index) * blockSize, blockSize);
+      } catch (error) {
+        if (!(error instanceof BlockDeviceError) || error.kind !== 'corrupt') throw error;
+        checksums[index] = ~checksums[index]! >>> 0;
+        this.host.logger.log('warn', 'damaged block found by a verify pass: asking for it', {
+          block: startBlock + index,
+          error: error.message,
+        });
+      }
+    }
   }
 
   private answerEpoch(epoch: number): void {

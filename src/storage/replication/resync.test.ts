@@ -179,4 +179,22 @@ describe('resync', () => {
       () => c.replica('b').state.meta?.generations[0] === c.state.meta!.generations[0],
     );
   });
+
+  it('a block rotten on a replica (recorded checksum intact, data not) is found by the verify pass and copied again', async () => {
+    const c = await cluster({
+      prepare: async (cl) => {
+        for (const device of [cl.device, cl.replica('b').device, cl.replica('c').device]) {
+          await device.write(0, pattern(5, 64 * blockBytes));
+        }
+        cl.replica('c').device.damage(23);
+      },
+    });
+    await verified(c, 'b');
+    await verified(c, 'c');
+    assert.deepEqual(copiesTo(c, 'b'), []);
+    assert.deepEqual(copiesTo(c, 'c'), [[23 * blockBytes, blockBytes]], 'only the rotten block');
+    const repaired = await c.replica('c').device.read(23 * blockBytes, blockBytes);
+    assert.deepEqual(repaired, await c.device.read(23 * blockBytes, blockBytes));
+    await sameChecksums(c, 'c');
+  });
 });

@@ -3,6 +3,7 @@
 // ReplicationStateStore in memory whose bitmaps are kept serialized (so a test sees what was
 // persisted, not the primary's live object), and a MemoryBlockDevice with readChecksums.
 import zlib from 'node:zlib';
+import { BlockDeviceError, type WriteOptions, type WriteZeroesOptions } from '../block-device.js';
 import type { BlockChecksums } from '../engine/chain-status.js';
 import { MemoryBlockDevice } from '../nbd/memory-device.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
@@ -213,12 +214,62 @@ export class MemoryStateStore implements ReplicationStateStore {
   }
 }
 
-/** A sparse memory device that can report block checksums as the engine's Volume does. */
+/**
+ * A sparse memory device that can report block checksums as the engine's Volume does. `damage`
+ * models a block rotten on disk: its recorded checksum stays, reading it fails with 'corrupt' (as
+ * the engine's read does), until the block is written again.
+ */
 export class ChecksumMemoryDevice extends MemoryBlockDevice implements ReplicableDevice {
+  private readonly damaged = new Set<number>();
+
+  damage(block: number): void {
+    this.damaged.add(block);
+  }
+
+  override async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    for (const block of this.damaged) {
+      const at = block * this.blockSizeBytes;
+      if (at < offsetBytes + lengthBytes && at + this.blockSizeBytes > offsetBytes)
+        throw new BlockDeviceError('corrupt', `block ${block}: checksum mismatch`);
+    }
+    return super.read(offsetBytes, lengthBytes);
+  }
+
+  override async write(offsetBytes: number, data: Buffer, options?: WriteOptions): Promise<void> {
+    await super.write(offsetBytes, data, options);
+    this.repairRange(offsetBytes, data.length);
+  }
+
+  override async writeZeroes(
+    offsetBytes: number,
+    lengthBytes: number,
+    options?: WriteZeroesOptions,
+  ): Promise<void> {
+    await super.writeZeroes(offsetBytes, lengthBytes, options);
+    this.repairRange(offsetBytes, lengthBytes);
+  }
+
+  override async trim(
+    offsetBytes: number,
+    lengthBytes: number,
+    options?: WriteOptions,
+  ): Promise<void> {
+    await super.trim(offsetBytes, lengthBytes, options);
+    this.repairRange(offsetBytes, lengthBytes);
+  }
+
+  private repairRange(offsetBytes: number, lengthBytes: number): void {
+    for (const block of [...this.damaged]) {
+      const at = block * this.blockSizeBytes;
+      if (at >= offsetBytes && at + this.blockSizeBytes <= offsetBytes + lengthBytes)
+        this.damaged.delete(block);
+    }
+  }
+
   async readChecksums(startBlock: number, blockCount: number): Promise<BlockChecksums> {
     const offset = startBlock * this.blockSizeBytes;
     const length = blockCount * this.blockSizeBytes;
-    const data = await this.read(offset, length);
+    const data = await super.read(offset, length);
     const extents = await this.blockStatus(offset, length);
     const checksums = new Uint32Array(blockCount);
     const allocated = new Uint8Array(blockCount);
