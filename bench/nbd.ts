@@ -38,11 +38,13 @@ export interface NbdBenchOptions {
   jobs?: string[];
 }
 
-interface Job {
+/** One fio job: its name in the results and the fio arguments that define it. */
+export interface Job {
   name: string;
   args: string[];
 }
-const JOBS: Job[] = [
+/** The fio jobs of this benchmark; bench/replication.ts runs a subset of the same list. */
+export const JOBS: readonly Job[] = [
   { name: 'randread-4k-qd1', args: ['--rw=randread', '--bs=4k', '--iodepth=1'] },
   { name: 'randread-4k-qd32', args: ['--rw=randread', '--bs=4k', '--iodepth=32'] },
   { name: 'randwrite-4k-qd1', args: ['--rw=randwrite', '--bs=4k', '--iodepth=1'] },
@@ -66,7 +68,7 @@ const CLOCK_TICKS_PER_SECOND =
 const started = new Set<ChildProcess>();
 
 /** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
@@ -210,32 +212,48 @@ interface FioSide {
   clat_ns: { percentile: Percentiles };
 }
 /** The parts of one fio job's JSON report that the benchmark reads. */
-interface FioJob {
+export interface FioJob {
   read: FioSide;
   write: FioSide;
   sync?: { total_ios: number; lat_ns: { percentile: Percentiles } };
 }
 
-function runFio(job: Job, uri: string, fileBytes: number, seconds: number, output: string): FioJob {
+export interface FioTarget {
+  uri: string;
+  /** The region fio works over (--size). */
+  sizeBytes: number;
+  /** Time-based run of this length; without it, one pass over the region (or --io_size). */
+  seconds?: number;
+  /** Where fio writes its JSON report. */
+  output: string;
+}
+
+/** Runs one fio job with the nbd engine and returns its JSON report; throws with fio's stderr. */
+export function runFio(job: Job, target: FioTarget): FioJob {
+  const timing =
+    target.seconds === undefined ? [] : ['--time_based', `--runtime=${target.seconds}`];
   const args = [
     '--name=bench',
     '--ioengine=nbd',
-    `--uri=${uri}`,
+    `--uri=${target.uri}`,
     ...job.args,
-    `--size=${fileBytes}`,
-    '--time_based',
-    `--runtime=${seconds}`,
+    `--size=${target.sizeBytes}`,
+    ...timing,
     '--norandommap',
     '--randrepeat=0',
     '--output-format=json',
-    `--output=${output}`,
+    `--output=${target.output}`,
   ];
-  const result = spawnSync('fio', args, { encoding: 'utf8', timeout: (seconds + 60) * 1000 });
-  if (result.status !== 0) throw new Error(`fio ${job.name} on ${uri} failed: ${result.stderr}`);
-  return (JSON.parse(readFileSync(output, 'utf8')) as { jobs: FioJob[] }).jobs[0]!;
+  // A pass over the region has no runtime to bound it: allow it ten minutes.
+  const timeoutSeconds = (target.seconds ?? 540) + 60;
+  const result = spawnSync('fio', args, { encoding: 'utf8', timeout: timeoutSeconds * 1000 });
+  if (result.status !== 0)
+    throw new Error(`fio ${job.name} on ${target.uri} failed: ${result.stderr}`);
+  return (JSON.parse(readFileSync(target.output, 'utf8')) as { jobs: FioJob[] }).jobs[0]!;
 }
 
-function measure(job: Job, fio: FioJob, cpu: number, ios: number): Measure {
+/** IOPS, throughput and latency of one fio report; `cpu` seconds spent by the server(s) for `ios`. */
+export function measure(job: Job, fio: FioJob, cpu: number, ios: number): Measure {
   const side = fio.read.total_ios > 0 ? fio.read : fio.write;
   const fsync = job.args.includes('--fsync=1');
   // For write+flush the flush is where a server's durability path shows, so its latency is reported.
@@ -250,7 +268,8 @@ function measure(job: Job, fio: FioJob, cpu: number, ios: number): Measure {
   };
 }
 
-function median(values: Measure[]): Measure {
+/** The median of each figure on its own. */
+export function median(values: Measure[]): Measure {
   const pick = (key: keyof Measure) => {
     const sorted = values.map((v) => v[key]).sort((a, b) => a - b);
     return sorted[Math.floor(sorted.length / 2)]!;
@@ -273,11 +292,11 @@ function prepareFile(path: string, mib: number): void {
   spawnSync('sync');
 }
 
-function hasTool(tool: string): boolean {
+export function hasTool(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 }
 
-function version(command: string, args: string[]): string {
+export function version(command: string, args: string[]): string {
   const out = spawnSync(command, args, { encoding: 'utf8' });
   return (out.stdout || out.stderr || '').split('\n')[0]!.trim();
 }
@@ -336,13 +355,12 @@ export async function benchNbd(options: NbdBenchOptions): Promise<NbdBenchResult
           for (const server of [...running.slice(shift), ...running.slice(0, shift)]) {
             spawnSync('sync');
             const before = cpuSeconds(server.child.pid!);
-            const fio = runFio(
-              job,
-              server.uri,
-              options.fileMiB << 20,
-              options.seconds,
-              join(dir, 'fio.json'),
-            );
+            const fio = runFio(job, {
+              uri: server.uri,
+              sizeBytes: options.fileMiB << 20,
+              seconds: options.seconds,
+              output: join(dir, 'fio.json'),
+            });
             const cpu = cpuSeconds(server.child.pid!) - before;
             const ios = fio.read.total_ios + fio.write.total_ios + (fio.sync?.total_ios ?? 0);
             runs.get(server.name)!.push(measure(job, fio, cpu, ios));

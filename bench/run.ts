@@ -4,11 +4,16 @@
 // then the simulator: seeds per second, decisions for a site loss at 1,000 nodes and 5,000
 // workloads, and a simulated site loss at --sim-nodes (default 1000) / --sim-workloads (5000);
 // then the NBD server against qemu-nbd and nbdkit with fio: --nbd-seconds S per fio job (default 5,
-// 0 skips), --nbd-rounds N (default 1; medians), --nbd-servers (default continuum,qemu-nbd,nbdkit).
-// --only restore,chaos,simulation,nbd runs only those sections (default: all).
+// 0 skips), --nbd-rounds N (default 1; medians), --nbd-servers (default continuum,qemu-nbd,nbdkit);
+// then replication (bench/replication.ts): 2 and 3 synchronous copies against unreplicated with
+// the same fio jobs, --repl-seconds S per job (default 5, 0 skips), --repl-rounds N (default 1),
+// and delta against full resync on a --resync-gib G volume (default 4, 0 skips).
+// --only restore,chaos,simulation,nbd,replication runs only those sections (default: all).
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
 import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
+import { benchReplication, parseReplicationOptions } from './replication.js';
+import { formatReplicationBench } from './replication-format.js';
 import { benchRestore, saveResult } from './restore.js';
 import { benchScale } from './scale.js';
 import { benchSimScale } from './sim-scale.js';
@@ -25,10 +30,13 @@ const { values } = parseArgs({
     'nbd-seconds': { type: 'string', default: '5' },
     'nbd-rounds': { type: 'string', default: '1' },
     'nbd-servers': { type: 'string', default: 'continuum,qemu-nbd,nbdkit' },
-    only: { type: 'string', default: 'restore,chaos,simulation,nbd' },
+    'repl-seconds': { type: 'string', default: '5' },
+    'repl-rounds': { type: 'string', default: '1' },
+    'resync-gib': { type: 'string', default: '4' },
+    only: { type: 'string', default: 'restore,chaos,simulation,nbd,replication' },
   },
 });
-const sections = ['restore', 'chaos', 'simulation', 'nbd'] as const;
+const sections = ['restore', 'chaos', 'simulation', 'nbd', 'replication'] as const;
 const only = new Set(values.only.split(',').map((s) => s.trim()));
 for (const name of only) {
   if (!(sections as readonly string[]).includes(name))
@@ -64,6 +72,11 @@ if (!Number.isInteger(nbdRounds) || nbdRounds < 1)
     `--nbd-rounds: expected a positive whole number, got ${values['nbd-rounds']}`,
   );
 const nbdServers = parseNbdServers(values['nbd-servers']);
+const replicationOptions = parseReplicationOptions({
+  seconds: values['repl-seconds'],
+  rounds: values['repl-rounds'],
+  resyncGiB: values['resync-gib'],
+});
 
 if (only.has('restore')) {
   const result = await benchRestore({ runs, hogSeconds });
@@ -106,4 +119,10 @@ if (only.has('nbd') && nbdSeconds > 0) {
   });
   process.stdout.write(formatNbdBench(nbd));
   process.stdout.write(`saved ${saveResult('nbd', nbd)}\n`);
+}
+
+if (only.has('replication')) {
+  const replication = await benchReplication(replicationOptions);
+  process.stdout.write(formatReplicationBench(replication));
+  process.stdout.write(`saved ${saveResult('replication', replication)}\n`);
 }
