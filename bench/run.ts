@@ -7,13 +7,17 @@
 // 0 skips), --nbd-rounds N (default 1; medians), --nbd-servers (default continuum,qemu-nbd,nbdkit);
 // then replication (bench/replication.ts): 2 and 3 synchronous copies against unreplicated with
 // the same fio jobs, --repl-seconds S per job (default 5, 0 skips), --repl-rounds N (default 1),
-// and delta against full resync on a --resync-gib G volume (default 4, 0 skips).
-// --only restore,chaos,simulation,nbd,replication runs only those sections (default: all).
+// and delta against full resync on a --resync-gib G volume (default 4, 0 skips); then the demo's
+// restore time after a node crash with its keys on a 2-copy volume, --runs N rounds, with the
+// acknowledged keys lost (bench/replication-restore.ts).
+// --only restore,chaos,simulation,nbd,replication,replicated-restore runs only those sections
+// (default: all).
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
 import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
 import { benchReplication, parseReplicationOptions } from './replication.js';
 import { formatReplicationBench } from './replication-format.js';
+import { benchReplicatedRestore } from './replication-restore.js';
 import { benchRestore, saveResult } from './restore.js';
 import { benchScale } from './scale.js';
 import { benchSimScale } from './sim-scale.js';
@@ -33,10 +37,20 @@ const { values } = parseArgs({
     'repl-seconds': { type: 'string', default: '5' },
     'repl-rounds': { type: 'string', default: '1' },
     'resync-gib': { type: 'string', default: '4' },
-    only: { type: 'string', default: 'restore,chaos,simulation,nbd,replication' },
+    only: {
+      type: 'string',
+      default: 'restore,chaos,simulation,nbd,replication,replicated-restore',
+    },
   },
 });
-const sections = ['restore', 'chaos', 'simulation', 'nbd', 'replication'] as const;
+const sections = [
+  'restore',
+  'chaos',
+  'simulation',
+  'nbd',
+  'replication',
+  'replicated-restore',
+] as const;
 const only = new Set(values.only.split(',').map((s) => s.trim()));
 for (const name of only) {
   if (!(sections as readonly string[]).includes(name))
@@ -125,4 +139,11 @@ if (only.has('replication')) {
   const replication = await benchReplication(replicationOptions);
   process.stdout.write(formatReplicationBench(replication));
   process.stdout.write(`saved ${saveResult('replication', replication)}\n`);
+}
+
+if (only.has('replicated-restore')) {
+  const result = await benchReplicatedRestore(runs);
+  const { samples: _samples, ...summary } = result;
+  process.stdout.write(`${JSON.stringify({ replicatedRestore: summary }, null, 2)}\n`);
+  process.stdout.write(`saved ${saveResult('replicated-restore', result)}\n`);
 }

@@ -40,6 +40,8 @@ const putTimeoutMs = 2000;
 export class ReplicatedKv {
   /** Every key the service acknowledged, with its value. */
   readonly acked = new Map<string, string>();
+  /** When each acknowledged PUT was sent and answered (Date.now()), in order of the answers. */
+  readonly ackTimes: { sentAt: number; ackedAt: number }[] = [];
   endpoint = '';
   private writing = false;
   private writer: Promise<void> | undefined;
@@ -148,8 +150,11 @@ export class ReplicatedKv {
       while (this.writing) {
         const key = `${prefix}-k${++sent}`;
         const value = `${prefix}:${sent}:${'x'.repeat(randomInt(1, 200))}`;
-        if (await this.put(key, value)) this.acked.set(key, value);
-        else await new Promise((r) => setTimeout(r, 50));
+        const sentAt = Date.now();
+        if (await this.put(key, value)) {
+          this.acked.set(key, value);
+          this.ackTimes.push({ sentAt, ackedAt: Date.now() });
+        } else await new Promise((r) => setTimeout(r, 50));
       }
     })();
   }
