@@ -6,7 +6,7 @@
 // returns and is resynced before the next round.
 import { randomInt } from 'node:crypto';
 import { TestCluster } from '../test/harness/cluster.js';
-import { ReplicatedKv, replicatedKvSkip } from '../test/harness/replicated-kv.js';
+import { ReplicatedKv, replicatedKvSkip, threeNodes } from '../test/harness/replicated-kv.js';
 
 export interface ReplicatedRestoreResult {
   runs: number;
@@ -29,11 +29,7 @@ export async function benchReplicatedRestore(runs: number): Promise<ReplicatedRe
   const skip = await replicatedKvSkip();
   if (skip !== false) throw new Error(`replicated restore benchmark cannot run here: ${skip}`);
   const cluster = new TestCluster();
-  const nodes = [
-    { name: 'node-1', role: 'production' as const },
-    { name: 'node-2', role: 'production' as const },
-    { name: 'spare-1', role: 'spare' as const },
-  ];
+  const nodes = threeNodes;
   const kv = new ReplicatedKv(cluster, nodes);
   const samples: number[] = [];
   let keysLost = 0;

@@ -9,18 +9,14 @@ import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { TestCluster, waitFor } from './harness/cluster.js';
-import { ReplicatedKv, replicatedKvSkip } from './harness/replicated-kv.js';
+import { ReplicatedKv, replicatedKvSkip, threeNodes } from './harness/replicated-kv.js';
 
 const rounds = Number(process.env.REPLICATION_ROUNDS ?? 20);
 const skip = await replicatedKvSkip();
 
 describe('replicated volumes on real processes', { skip }, () => {
   const cluster = new TestCluster();
-  const nodes = [
-    { name: 'node-1', role: 'production' as const },
-    { name: 'node-2', role: 'production' as const },
-    { name: 'spare-1', role: 'spare' as const },
-  ];
+  const nodes = threeNodes;
   const kv = new ReplicatedKv(cluster, nodes);
   const logTail = (error: Error) => kv.logTail(error);
 

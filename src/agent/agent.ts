@@ -220,7 +220,8 @@ export class AgentCore {
    */
   volumeReport(report: PrimaryReportMessage): void {
     const reason = this.selfFence.reasonFor(report, this.options.clock.now());
-    if (reason !== undefined) {
+    // A report queued before the fence took effect finds its instances stopped already.
+    if (reason !== undefined && !this.stoppedFenced(report.volume, report.epoch)) {
       this.options.logger.log('warn', 'self-fencing: cut off from the controller', {
         volume: report.volume,
         epoch: report.epoch,
@@ -233,6 +234,16 @@ export class AgentCore {
     this.selfFence.keepIfUnsent(report);
     this.options.send({ type: 'volume-report', report });
     if (report.kind === 'fenced') this.stopFenced(report.volume, report.epoch, report.reason);
+  }
+
+  /** Whether an instance using `volume` at `epoch` was stopped for fencing. */
+  private stoppedFenced(volume: string, epoch: number): boolean {
+    return [...this.runners].some(
+      ([workload, runner]) =>
+        runner.epoch === epoch &&
+        this.state.fenced?.[workload] === epoch &&
+        runner.spec.volumes.some((v) => v.name === volume),
+    );
   }
 
   /** Stops the instances using `volume` at `epoch`; none of them starts again at that epoch. */

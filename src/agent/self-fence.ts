@@ -15,15 +15,11 @@ import type { PrimaryReportMessage } from '../core/protocol.js';
 export const agentFenceTimeoutMsDefault = 5000;
 /** 'fenced' reports kept while no controller session is open; past it the oldest goes. */
 export const unsentFencedReportsMax = 64;
-/** Self-fenced primaries remembered (so each is fenced once); past it the oldest is forgotten. */
-export const fencedPrimariesKeptMax = 1024;
 
 export class SelfFence {
   private lastHeardAt: number;
   private connected = false;
   private readonly unsent: PrimaryReportMessage[] = [];
-  /** The primaries fenced so far, "volume@epoch" (each is fenced once). */
-  private readonly fencedPrimaries = new Set<string>();
 
   constructor(
     private readonly fenceTimeoutMs: number,
@@ -50,20 +46,12 @@ export class SelfFence {
 
   /**
    * The reason to self-fence for this report, or undefined: only 'unresponsive' or 'unclean'
-   * reports (operations held) waiting at least fenceTimeoutMs, with no controller heard as long,
-   * and once per primary (volume and epoch).
+   * reports (operations held) waiting at least fenceTimeoutMs, with no controller heard as long.
    */
   reasonFor(report: PrimaryReportMessage, now: number): string | undefined {
     if (report.kind !== 'unresponsive' && report.kind !== 'unclean') return undefined;
     const silentMs = Math.round(now - this.lastHeardAt);
     if (report.waitingMs < this.fenceTimeoutMs || silentMs < this.fenceTimeoutMs) return undefined;
-    const key = `${report.volume}@${report.epoch}`;
-    if (this.fencedPrimaries.has(key)) return undefined;
-    this.fencedPrimaries.add(key);
-    if (this.fencedPrimaries.size > fencedPrimariesKeptMax) {
-      const oldest = this.fencedPrimaries.values().next().value;
-      if (oldest !== undefined) this.fencedPrimaries.delete(oldest);
-    }
     const cause =
       report.kind === 'unclean'
         ? 'its copy was not closed cleanly'

@@ -37,6 +37,13 @@ export interface Copies {
 /** How long one PUT may take before the writer counts it as not acknowledged. */
 const putTimeoutMs = 2000;
 
+/** Two production nodes and a spare: a failover always has a node with a copy and one to refill. */
+export const threeNodes: AgentSpec[] = [
+  { name: 'node-1', role: 'production' },
+  { name: 'node-2', role: 'production' },
+  { name: 'spare-1', role: 'spare' },
+];
+
 export class ReplicatedKv {
   /** Every key the service acknowledged, with its value. */
   readonly acked = new Map<string, string>();

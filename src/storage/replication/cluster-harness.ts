@@ -3,6 +3,7 @@
 // transport would, and the clock is the simulator's FakeClock, so time moves only when a test
 // says so.
 import { silentLogger, type Logger } from '../../core/ports.js';
+import { BlockDeviceError } from '../block-device.js';
 import { FakeClock } from '../../sim/fake-clock.js';
 import { mulberry32 } from '../../sim/rng.js';
 import { replicationLimits } from './limits.js';
@@ -175,6 +176,23 @@ export async function cluster(options: ClusterOptions = {}): Promise<Cluster> {
 }
 
 export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** A failure the primary gives its client: EIO (fenced, closed, held past a close). */
+export const isIo = (error: unknown): boolean =>
+  error instanceof BlockDeviceError && error.kind === 'io';
+
+/** Every replica in sync and its first verify pass done (it holds chunk locks while it runs). */
+export const ready = (c: Cluster): Promise<void> =>
+  eventually(
+    () =>
+      c.primary.status().replicas.every((replica) => replica.state === 'in-sync') &&
+      c.primary
+        .status()
+        .replicas.every((replica) =>
+          c.reportsOf('resync').some((r) => r.node === replica.node && r.done),
+        ),
+    { what: 'every replica in sync and verified' },
+  );
 
 /**
  * Waits for `condition`, letting messages flow (and moving the fake clock by `advanceMs` a step

@@ -6,23 +6,7 @@
 // acknowledged writes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlockDeviceError } from '../block-device.js';
-import { cluster, eventually, pattern, settled, volume, type Cluster } from './cluster-harness.js';
-
-const isIo = (error: unknown) => error instanceof BlockDeviceError && error.kind === 'io';
-
-/** Every replica in sync and its first verify pass done. */
-const ready = (c: Cluster) =>
-  eventually(
-    () =>
-      c.primary.status().replicas.every((replica) => replica.state === 'in-sync') &&
-      c.primary
-        .status()
-        .replicas.every((replica) =>
-          c.reportsOf('resync').some((r) => r.node === replica.node && r.done),
-        ),
-    { what: 'every replica in sync and verified' },
-  );
+import { cluster, isIo, pattern, ready, settled, volume, type Cluster } from './cluster-harness.js';
 
 /** Moves the fake clock by `ms` in steps, letting messages flow between them. */
 async function advance(c: Cluster, ms: number, stepMs = 25): Promise<void> {
@@ -32,6 +16,17 @@ async function advance(c: Cluster, ms: number, stepMs = 25): Promise<void> {
   }
   await settled(Promise.resolve());
 }
+
+/** The local copy accepted epoch 1 (clean, one generation) before the primary opens. */
+const acceptedEpoch1 = (cl: Cluster): void => {
+  cl.state.meta = {
+    volume,
+    highestEpoch: 1,
+    generations: ['00000000000000aa'],
+    dataGeneration: 0,
+    unclean: false,
+  };
+};
 
 // Long ack timeouts: the watchdog must not restart the held links during these tests.
 const limits = { readLeaseMs: 300, replicaAckTimeoutMs: 60_000, acceptEpochTimeoutMs: 60_000 };
@@ -81,16 +76,8 @@ describe('primary: the read lease', () => {
     const c = await cluster({
       epoch: 2,
       limits,
-      prepare: (cl) => {
-        // This node was a replica of the primary of epoch 1.
-        cl.state.meta = {
-          volume,
-          highestEpoch: 1,
-          generations: ['00000000000000aa'],
-          dataGeneration: 0,
-          unclean: false,
-        };
-      },
+      // This node was a replica of the primary of epoch 1.
+      prepare: acceptedEpoch1,
     });
     const write = c.primary.write(0, pattern(8));
     const read = c.primary.read(4096, 4);
@@ -107,15 +94,7 @@ describe('primary: the read lease', () => {
   it('a restart at the epoch the copy already had does not wait', async () => {
     const c = await cluster({
       limits,
-      prepare: (cl) => {
-        cl.state.meta = {
-          volume,
-          highestEpoch: 1,
-          generations: ['00000000000000aa'],
-          dataGeneration: 0,
-          unclean: false,
-        };
-      },
+      prepare: acceptedEpoch1,
     });
     // No clock movement: the handshake's answers give the lease.
     await c.primary.write(0, pattern(2));

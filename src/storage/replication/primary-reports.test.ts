@@ -7,8 +7,15 @@
 // primary that a newer one replaced answers none.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlockDeviceError } from '../block-device.js';
-import { cluster, eventually, pattern, settled, type Cluster } from './cluster-harness.js';
+import {
+  cluster,
+  eventually,
+  isIo,
+  pattern,
+  ready,
+  settled,
+  type Cluster,
+} from './cluster-harness.js';
 
 const stateOf = (c: Cluster, node: string) =>
   c.primary.status().replicas.find((replica) => replica.node === node)!.state;
@@ -32,10 +39,7 @@ async function advance(
 /** Three verified copies, then c's link goes silent and c unreachable once the watchdog restarts it. */
 async function withSilentC(): Promise<Cluster> {
   const c = await cluster({ limits: { replicaAckTimeoutMs: 1000 } });
-  await eventually(
-    () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
-    { what: 'verified' },
-  );
+  await ready(c);
   const [, toC] = c.link('c');
   toC.hold();
   c.replica('c').reachable = false;
@@ -112,7 +116,6 @@ describe('primary: self-fenced by its agent', () => {
     await advance(c, 1500, 'unresponsive');
     assert.equal(await settled(write), false, 'held');
     c.primary.fence('self-fenced: test');
-    const isIo = (error: unknown) => error instanceof BlockDeviceError && error.kind === 'io';
     await assert.rejects(write, isIo);
     await assert.rejects(c.primary.write(4096, pattern(7)), isIo);
     await assert.rejects(c.primary.flush(), isIo);
@@ -129,10 +132,7 @@ describe('primary: self-fenced by its agent', () => {
 describe('primary: a flush asks every in-sync replica', () => {
   it('even with nothing new to make durable; a replaced primary answers no flush', async () => {
     const c = await cluster();
-    await eventually(
-      () => ['b', 'c'].every((n) => c.reportsOf('resync').some((r) => r.node === n && r.done)),
-      { what: 'verified' },
-    );
+    await ready(c);
     await c.primary.write(0, pattern(1));
     await c.primary.flush();
     const [, toB] = c.link('b');
@@ -146,10 +146,7 @@ describe('primary: a flush asks every in-sync replica', () => {
     const stale = c.primary.flush();
     await c.replica('b').handle.acceptEpoch(2);
     toB.release();
-    await assert.rejects(
-      stale,
-      (error) => error instanceof BlockDeviceError && error.kind === 'io',
-    );
+    await assert.rejects(stale, isIo);
     assert.equal(c.primary.fenced, true);
   });
 });

@@ -4,8 +4,15 @@
 // them: that would copy its stale blocks over theirs), and serves when it is the only one in sync.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlockDeviceError } from '../block-device.js';
-import { cluster, eventually, pattern, settled, volume, type Cluster } from './cluster-harness.js';
+import {
+  cluster,
+  eventually,
+  isIo,
+  pattern,
+  settled,
+  volume,
+  type Cluster,
+} from './cluster-harness.js';
 import { openReplica } from './replica.js';
 import { ChecksumMemoryDevice, MemoryStateStore } from './test-support.js';
 
@@ -32,8 +39,6 @@ async function advance(c: Cluster, ms: number): Promise<number[]> {
   }
   return at;
 }
-
-const isIo = (error: unknown) => error instanceof BlockDeviceError && error.kind === 'io';
 
 describe('primary: a copy that was not closed cleanly', () => {
   it('with other ISR members: holds every operation, connects to nobody, reports itself until a newer membership', async () => {

@@ -5,21 +5,15 @@
 // first test can fail).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BlockDeviceError } from '../block-device.js';
-import { blockBytes, cluster, eventually, pattern, settled } from './cluster-harness.js';
-
-/** Every replica in sync and its first verify pass done (it holds chunk locks while it runs). */
-const ready = (c: Awaited<ReturnType<typeof cluster>>) =>
-  eventually(
-    () =>
-      c.primary.status().replicas.every((replica) => replica.state === 'in-sync') &&
-      c.primary
-        .status()
-        .replicas.every((replica) =>
-          c.reportsOf('resync').some((r) => r.node === replica.node && r.done),
-        ),
-    { what: 'every replica in sync and verified' },
-  );
+import {
+  blockBytes,
+  cluster,
+  eventually,
+  isIo,
+  pattern,
+  ready,
+  settled,
+} from './cluster-harness.js';
 
 describe('primary: the write path', () => {
   it('answers a write only after every ISR replica acked it', async () => {
@@ -226,15 +220,9 @@ describe('primary: fencing', () => {
     await settled(pending);
     await c.replica('b').handle.acceptEpoch(2);
     toB.release();
-    await assert.rejects(
-      pending,
-      (error) => error instanceof BlockDeviceError && error.kind === 'io',
-    );
+    await assert.rejects(pending, isIo);
     assert.equal(c.primary.fenced, true);
-    await assert.rejects(
-      c.primary.write(0, pattern(1)),
-      (error) => error instanceof BlockDeviceError && error.kind === 'io',
-    );
+    await assert.rejects(c.primary.write(0, pattern(1)), isIo);
     await assert.rejects(c.primary.read(0, 1), /fenced/);
     assert.equal(c.reportsOf('fenced').length, 1);
   });
@@ -246,10 +234,7 @@ describe('primary: fencing', () => {
       },
     });
     const write = c.primary.write(0, pattern(1));
-    await assert.rejects(
-      write,
-      (error) => error instanceof BlockDeviceError && error.kind === 'io',
-    );
+    await assert.rejects(write, isIo);
     assert.match(c.reportsOf('fenced')[0]!.reason, /epoch 5/);
     assert.deepEqual(await c.replica('b').device.read(0, 4), Buffer.alloc(4), 'nothing written');
   });
