@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { repoRoot, waitFor } from '../test/harness/cluster.js';
 import { info, startDemo, type Demo } from '../test/harness/demo.js';
 
-interface Sample {
+export interface Sample {
   restoreMs: number;
   breakdown: Record<string, number>;
 }
@@ -18,7 +18,7 @@ export interface RestoreOptions {
   hogSeconds: number;
 }
 
-function stats(values: number[]): { median: number; max: number; min: number; p90: number } {
+export function stats(values: number[]): { median: number; max: number; min: number; p90: number } {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) =>
     sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
@@ -69,7 +69,7 @@ async function processCrash(demo: Demo): Promise<Sample> {
   return { restoreMs, breakdown };
 }
 
-async function nodeCrash(demo: Demo): Promise<Sample> {
+export async function nodeCrash(demo: Demo): Promise<Sample> {
   const before = await demo.cluster.workload('kv');
   const node = before.node!;
   const pid = before.instance!.pid!;
@@ -98,7 +98,7 @@ async function nodeCrash(demo: Demo): Promise<Sample> {
   return { restoreMs, breakdown };
 }
 
-function summarize(samples: Sample[]) {
+export function summarize(samples: Sample[]) {
   const keys = [...new Set(samples.flatMap((s) => Object.keys(s.breakdown)))];
   return {
     runs: samples.length,

@@ -11,9 +11,16 @@
 // restore time after a node crash with its keys on a 2-copy volume, --runs N rounds, with the
 // acknowledged keys lost (bench/replication-restore.ts).
 // --only restore,chaos,simulation,nbd,replication,replicated-restore runs only those sections
-// (default: all).
+// (default: all). Not in the default list: --only vrrp, the keepalived VRRP takeover reference
+// (bench/vrrp.ts; root, nftables and keepalived, about 2 minutes): a master host crash between
+// two network namespaces at advert_int 1 s (VRRP v2), 0.1 s and 0.01 s (v3), --vrrp-runs N
+// crashes each (default 10). --only controllers: several controllers on etcd
+// (bench/controllers.ts): the leader SIGKILLed --runs N times, time until a follower leads and
+// until every agent is back with it, then node-crash restore with 2 controllers on etcd against
+// 1 on SQLite in the same run (--controllers C, default 2).
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
+import { benchControllers, formatControllersBench } from './controllers.js';
 import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
 import { benchReplication, parseReplicationOptions } from './replication.js';
 import { formatReplicationBench } from './replication-format.js';
@@ -21,6 +28,7 @@ import { benchReplicatedRestore } from './replication-restore.js';
 import { benchRestore, saveResult } from './restore.js';
 import { benchScale } from './scale.js';
 import { benchSimScale } from './sim-scale.js';
+import { benchVrrp, formatVrrpBench } from './vrrp.js';
 import { runSeed } from '../src/sim/run-seed.js';
 
 const { values } = parseArgs({
@@ -37,6 +45,8 @@ const { values } = parseArgs({
     'repl-seconds': { type: 'string', default: '5' },
     'repl-rounds': { type: 'string', default: '1' },
     'resync-gib': { type: 'string', default: '4' },
+    'vrrp-runs': { type: 'string', default: '10' },
+    controllers: { type: 'string', default: '2' },
     only: {
       type: 'string',
       default: 'restore,chaos,simulation,nbd,replication,replicated-restore',
@@ -50,6 +60,8 @@ const sections = [
   'nbd',
   'replication',
   'replicated-restore',
+  'vrrp',
+  'controllers',
 ] as const;
 const only = new Set(values.only.split(',').map((s) => s.trim()));
 for (const name of only) {
@@ -86,6 +98,12 @@ if (!Number.isInteger(nbdRounds) || nbdRounds < 1)
     `--nbd-rounds: expected a positive whole number, got ${values['nbd-rounds']}`,
   );
 const nbdServers = parseNbdServers(values['nbd-servers']);
+const vrrpRuns = Number(values['vrrp-runs']);
+if (!Number.isInteger(vrrpRuns) || vrrpRuns < 1)
+  throw new RangeError(`--vrrp-runs: expected a positive whole number, got ${values['vrrp-runs']}`);
+const controllerCount = Number(values.controllers);
+if (!Number.isInteger(controllerCount) || controllerCount < 2 || controllerCount > 5)
+  throw new RangeError(`--controllers: expected 2 to 5, got ${values.controllers}`);
 const replicationOptions = parseReplicationOptions({
   seconds: values['repl-seconds'],
   rounds: values['repl-rounds'],
@@ -146,4 +164,21 @@ if (only.has('replicated-restore')) {
   const { samples: _samples, ...summary } = result;
   process.stdout.write(`${JSON.stringify({ replicatedRestore: summary }, null, 2)}\n`);
   process.stdout.write(`saved ${saveResult('replicated-restore', result)}\n`);
+}
+
+if (only.has('vrrp')) {
+  const vrrp = await benchVrrp({ runs: vrrpRuns });
+  process.stdout.write(formatVrrpBench(vrrp));
+  if (vrrp.skipped === undefined) process.stdout.write(`saved ${saveResult('vrrp', vrrp)}\n`);
+}
+
+if (only.has('controllers')) {
+  const controllers = await benchControllers({
+    runs,
+    controllers: controllerCount,
+    leaderLeaseMs: 2000,
+  });
+  process.stdout.write(`${formatControllersBench(controllers)}\n`);
+  if (!('skipped' in controllers))
+    process.stdout.write(`saved ${saveResult('controllers', controllers)}\n`);
 }

@@ -5,12 +5,13 @@
 // Options: --from S (first seed, default 1), --workers W (default: all cores), --mix swarm|all|k1,k2,
 // --hostile-network, --broken-epoch-checks (the deliberately broken build), --broken ack-before-isr|
 // promote-outdated (a deliberately broken rule of replication), --replicated F (share of workloads
-// with a replicated volume, 0 to 1, default 0.5).
+// with a replicated volume, 0 to 1, default 0.5), --controllers N (controllers electing a leader,
+// 1 to 5, default 1; with several, the mix also draws controller-hang).
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { faultKinds, type FaultKind } from '../src/sim/faults.js';
+import { faultKindsFor, type FaultKind } from '../src/sim/faults.js';
 import { replayCommand, runSeed, type RunOptions } from '../src/sim/run-seed.js';
 import type { BrokenRule } from '../src/sim/world.js';
 
@@ -19,20 +20,30 @@ interface Summary {
   faults: number;
   failovers: number;
   selfFences: number;
+  elections: number;
+  refusedWrites: number;
   failures: { seed: number; replay: string; failures: string[] }[];
 }
 
-function parseMix(value: string): RunOptions['mix'] {
+function parseMix(value: string, controllers: number): RunOptions['mix'] {
   if (value === 'swarm') return 'swarm';
   if (value === 'all') return undefined;
   const kinds = value.split(',');
+  const known = faultKindsFor(controllers);
   for (const kind of kinds) {
-    if (!(faultKinds as readonly string[]).includes(kind))
+    if (!(known as readonly string[]).includes(kind))
       throw new RangeError(
-        `--mix: unknown fault "${kind}"; expected swarm, all, or some of ${faultKinds.join(', ')}`,
+        `--mix: unknown fault "${kind}" with ${controllers} controller(s); expected swarm, all, or some of ${known.join(', ')}`,
       );
   }
   return kinds as FaultKind[];
+}
+
+function parseControllers(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 5)
+    throw new RangeError(`--controllers: expected a whole number from 1 to 5, got "${value}"`);
+  return count;
 }
 
 function parseBroken(value: string): BrokenRule {
@@ -53,7 +64,15 @@ async function runRange(
   base: Omit<RunOptions, 'seed'>,
   progress?: (done: number) => void,
 ): Promise<Summary> {
-  const summary: Summary = { seeds: 0, faults: 0, failovers: 0, selfFences: 0, failures: [] };
+  const summary: Summary = {
+    seeds: 0,
+    faults: 0,
+    failovers: 0,
+    selfFences: 0,
+    elections: 0,
+    refusedWrites: 0,
+    failures: [],
+  };
   for (let seed = from; seed < from + count; seed++) {
     const options = { ...base, seed };
     const result = await runSeed(options);
@@ -61,6 +80,8 @@ async function runRange(
     summary.faults += result.faults;
     summary.failovers += result.failovers;
     summary.selfFences += result.selfFences;
+    summary.elections += result.elections;
+    summary.refusedWrites += result.refusedWrites;
     if (!result.ok)
       summary.failures.push({
         seed,
@@ -83,11 +104,14 @@ async function main(): Promise<void> {
       'broken-epoch-checks': { type: 'boolean', default: false },
       broken: { type: 'string' },
       replicated: { type: 'string' },
+      controllers: { type: 'string' },
       trace: { type: 'boolean', default: false },
     },
   });
+  const controllers = values.controllers === undefined ? 1 : parseControllers(values.controllers);
   const base: Omit<RunOptions, 'seed'> = {
-    mix: parseMix(values.mix),
+    mix: parseMix(values.mix, controllers),
+    ...(values.controllers === undefined ? {} : { controllers }),
     ...(values['hostile-network'] ? { hostileNetwork: true } : {}),
     ...(values['broken-epoch-checks'] ? { checkEpochs: false } : {}),
     ...(values.broken === undefined ? {} : { brokenRule: parseBroken(values.broken) }),
@@ -101,7 +125,7 @@ async function main(): Promise<void> {
     if (values.trace || !result.ok)
       for (const line of result.trace) process.stdout.write(`${line}\n`);
     process.stdout.write(
-      `seed ${seed}: ${result.ok ? 'ok' : 'FAILED'}; ${result.faults} faults, ${result.failovers} moves, ${result.selfFences} self-fences, trace ${result.traceHash}\n`,
+      `seed ${seed}: ${result.ok ? 'ok' : 'FAILED'}; ${result.faults} faults, ${result.failovers} moves, ${result.selfFences} self-fences, ${result.elections} elections, ${result.refusedWrites} writes refused to a deposed leader, trace ${result.traceHash}\n`,
     );
     for (const failure of result.failures) process.stdout.write(`  ${failure}\n`);
     process.exitCode = result.ok ? 0 : 1;
@@ -153,11 +177,13 @@ async function main(): Promise<void> {
     faults: a.faults + b.faults,
     failovers: a.failovers + b.failovers,
     selfFences: a.selfFences + b.selfFences,
+    elections: a.elections + b.elections,
+    refusedWrites: a.refusedWrites + b.refusedWrites,
     failures: [...a.failures, ...b.failures],
   }));
   process.stderr.write('\n');
   process.stdout.write(
-    `${summary.seeds} seeds in ${seconds.toFixed(1)} s (${(summary.seeds / seconds).toFixed(1)} seeds/s on ${workers} workers): ${summary.faults} faults injected, ${summary.failovers} moves, ${summary.selfFences} self-fences, ${summary.failures.length} failing\n`,
+    `${summary.seeds} seeds in ${seconds.toFixed(1)} s (${(summary.seeds / seconds).toFixed(1)} seeds/s on ${workers} workers): ${summary.faults} faults injected, ${summary.failovers} moves, ${summary.selfFences} self-fences, ${summary.elections} elections, ${summary.refusedWrites} writes refused to a deposed leader, ${summary.failures.length} failing\n`,
   );
   for (const f of summary.failures)
     process.stdout.write(`  ${f.replay}\n    ${f.failures.join('\n    ')}\n`);

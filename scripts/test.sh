@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Storage: NBD clients and peers (libnbd-bin: nbdinfo, nbdcopy; nbdfuse), qemu-utils (qemu-img, qemu-io,
 # qemu-nbd), nbdkit, fio (nbd engine), e2fsprogs (mkfs.ext4, e2fsck), fuse3 and fuse2fs for unprivileged mounts.
 # Store: etcd-server (etcd 3.4), the real etcd that the etcd backend's contract tests start.
-apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server)
+# Hosts: nftables (nft), the packet filter inside the network namespaces of test/hosts (partitions).
+apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

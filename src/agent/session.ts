@@ -17,7 +17,7 @@ export interface SessionOptions {
   hello(): AgentMessage;
   heartbeat(seq: number): AgentMessage;
   onMessage(message: ControllerMessage): void;
-  /** The controller answered (the session opened, or a keep-alive ping was answered). */
+  /** The leading controller answered (its welcome, or a keep-alive ping on its session). */
   onContact?(): void;
   /** The session closed; it reconnects on its own. */
   onClosed?(): void;
@@ -39,6 +39,8 @@ export class AgentSession {
   private seq = 0;
   private closed = false;
   private heartbeatIntervalMs = 200;
+  /** The last controller tried said it is a follower: try the next one without backing off. */
+  private refusedAsFollower = false;
 
   constructor(private readonly options: SessionOptions) {
     if (options.controllerUrls.length === 0)
@@ -68,12 +70,12 @@ export class AgentSession {
       handshakeTimeout: 2000,
     });
     this.ws = ws;
+    let welcomed = false;
     ws.on('open', () => {
       this.delayMs = this.options.reconnectDelayMsInitial ?? 100;
       ws.send(JSON.stringify(this.options.hello()));
       this.startHeartbeats();
       this.startPings(ws);
-      this.options.onContact?.();
       this.options.logger.log('info', 'connected to controller', { url: base });
     });
     ws.on('message', (data) => {
@@ -90,12 +92,22 @@ export class AgentSession {
         });
         return;
       }
-      if (
-        parsed.data.type === 'welcome' &&
-        parsed.data.heartbeatIntervalMs !== this.heartbeatIntervalMs
-      ) {
-        this.heartbeatIntervalMs = parsed.data.heartbeatIntervalMs;
-        this.startHeartbeats();
+      if (parsed.data.type === 'error' && parsed.data.code === 'CONTINUUM_ERR_NOT_LEADER') {
+        this.refusedAsFollower = true;
+        this.options.logger.log('debug', 'controller is a follower; trying the next', {
+          url: base,
+          message: parsed.data.message,
+        });
+        return;
+      }
+      if (parsed.data.type === 'welcome') {
+        // Contact counts only with the leader (its welcome): a follower cannot decide anything.
+        welcomed = true;
+        this.options.onContact?.();
+        if (parsed.data.heartbeatIntervalMs !== this.heartbeatIntervalMs) {
+          this.heartbeatIntervalMs = parsed.data.heartbeatIntervalMs;
+          this.startHeartbeats();
+        }
       }
       this.options.onMessage(parsed.data);
     });
@@ -107,7 +119,7 @@ export class AgentSession {
     );
     ws.on('pong', () => {
       this.pongAt = Date.now();
-      this.options.onContact?.();
+      if (welcomed) this.options.onContact?.();
     });
     ws.on('close', () => {
       if (this.ws !== ws) return;
@@ -117,6 +129,12 @@ export class AgentSession {
       this.options.onClosed?.();
       this.urlIndex++;
       if (this.closed) return;
+      const initialMs = this.options.reconnectDelayMsInitial ?? 100;
+      if (this.refusedAsFollower) {
+        this.refusedAsFollower = false;
+        this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
+        return;
+      }
       this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
       this.delayMs = Math.min(this.delayMs * 2, this.options.reconnectDelayMsMax ?? 1000);
     });

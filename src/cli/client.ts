@@ -24,45 +24,62 @@ export class ApiClient {
     this.token = readToken(options.tokenFile);
   }
 
+  /**
+   * Tries each controller in turn: one that does not answer, or answers that it is not the leader,
+   * is passed over (the leader it names is tried next). Any other answer is final.
+   */
   async request<T>(
     method: string,
     path: string,
     body?: string,
     contentType = 'application/json',
   ): Promise<T> {
+    const response = await this.fetchAny(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        'x-continuum-actor': `cli:${process.env.USER ?? 'unknown'}`,
+        ...(body === undefined ? {} : { 'content-type': contentType }),
+      },
+      ...(body === undefined ? {} : { body }),
+      signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
+    });
+    const text = await response.text();
+    const value = text === '' ? undefined : (JSON.parse(text) as unknown);
+    if (!response.ok) throw errorOf(response.status, value);
+    return value as T;
+  }
+
+  private async fetchAny(path: string, init: RequestInit): Promise<Response> {
+    const queue = [...this.options.controllerUrls];
+    const tried = new Set<string>();
     let lastError: unknown;
-    for (const base of this.options.controllerUrls) {
+    for (let base = queue.shift(); base !== undefined; base = queue.shift()) {
+      const root = base.replace(/\/$/, '');
+      if (tried.has(root)) continue;
+      tried.add(root);
       let response: Response;
       try {
-        response = await fetch(`${base.replace(/\/$/, '')}${path}`, {
-          method,
-          headers: {
-            authorization: `Bearer ${this.token}`,
-            'x-continuum-actor': `cli:${process.env.USER ?? 'unknown'}`,
-            ...(body === undefined ? {} : { 'content-type': contentType }),
-          },
-          ...(body === undefined ? {} : { body }),
-          signal: AbortSignal.timeout(this.options.timeoutMs ?? 15_000),
-        });
+        response = await fetch(`${root}${path}`, init);
       } catch (err) {
         lastError = err;
         continue;
       }
-      const text = await response.text();
-      const value = text === '' ? undefined : (JSON.parse(text) as unknown);
-      if (!response.ok) {
-        const error = (
-          value as { error?: { code?: string; message?: string; details?: unknown } } | undefined
-        )?.error;
-        throw new ApiError(
-          error?.code ?? 'CONTINUUM_ERR_INTERNAL',
-          error?.message ?? `HTTP ${response.status}`,
-          response.status,
-          error?.details,
-        );
+      if (response.status === 503) {
+        const value = (await response
+          .clone()
+          .json()
+          .catch(() => undefined)) as ErrorBody | undefined;
+        if (value?.error?.code === 'CONTINUUM_ERR_NOT_LEADER') {
+          lastError = errorOf(503, value);
+          const leader = (value.error.details as { leader?: unknown } | undefined)?.leader;
+          if (typeof leader === 'string') queue.unshift(leader);
+          continue;
+        }
       }
-      return value as T;
+      return response;
     }
+    if (lastError instanceof ApiError) throw lastError;
     throw new ApiError(
       'CONTINUUM_ERR_UNAVAILABLE',
       `no controller answered at ${this.options.controllerUrls.join(', ')} (${(lastError as Error)?.message ?? 'unknown error'})`,
@@ -72,8 +89,7 @@ export class ApiClient {
 
   /** Reads a Server-Sent Events stream, calling onEvent with each data payload. */
   async stream(path: string, onEvent: (data: string) => void, signal?: AbortSignal): Promise<void> {
-    const base = this.options.controllerUrls[0]!;
-    const response = await fetch(`${base.replace(/\/$/, '')}${path}`, {
+    const response = await this.fetchAny(path, {
       headers: { authorization: `Bearer ${this.token}` },
       ...(signal === undefined ? {} : { signal }),
     });
@@ -100,4 +116,18 @@ export class ApiClient {
       }
     }
   }
+}
+
+interface ErrorBody {
+  error?: { code?: string; message?: string; details?: unknown };
+}
+
+function errorOf(status: number, value: unknown): ApiError {
+  const error = (value as ErrorBody | undefined)?.error;
+  return new ApiError(
+    error?.code ?? 'CONTINUUM_ERR_INTERNAL',
+    error?.message ?? `HTTP ${status}`,
+    status,
+    error?.details,
+  );
 }

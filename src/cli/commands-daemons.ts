@@ -1,10 +1,15 @@
 // Commands that start daemons: controller, agent, redirector. Each runs until SIGINT or SIGTERM.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { join } from 'node:path';
 import { agentReplicationListenDefault, startAgent } from '../agent/daemon.js';
 import { agentFenceTimeoutMsDefault } from '../agent/self-fence.js';
 import { parseListenAddress } from '../agent/volume-replication.js';
-import { startControllerServer } from '../controller/server.js';
+import {
+  leaderLeaseTtlMsDefault,
+  leaderLeaseTtlMsMax,
+  leaderLeaseTtlMsMin,
+} from '../controller/leadership.js';
+import { etcdPrefixDefault, startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
 import { streamLogger } from '../platform/logger.js';
 import { readToken } from '../platform/tokens.js';
@@ -51,24 +56,70 @@ function untilSignal(close: () => Promise<void>): void {
 export function addDaemonCommands(program: Command): void {
   program
     .command('controller')
-    .description('run the controller: API, reconcile loop, agent sessions (SQLite store)')
+    .description(
+      'run the controller: API, reconcile loop, agent sessions (SQLite store, or etcd shared by ' +
+        'several controllers that elect a leader)',
+    )
     .option('--data-dir <dir>', 'state, tokens', join(continuumHome(), 'controller'))
     .option('--host <address>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'API port', parsePort, 7400)
-    .action(async (opts: { dataDir: string; host: string; port: number }) => {
-      const logger = streamLogger({ name: 'controller' });
-      const running = await startControllerServer({
-        dataDir: opts.dataDir,
-        host: opts.host,
-        port: opts.port,
-        logger,
-      });
-      logger.log('info', `controller listening on ${running.url}`, {
-        apiTokenFile: running.apiTokenFile,
-        agentTokenFile: running.agentTokenFile,
-      });
-      untilSignal(() => running.close());
-    });
+    .option(
+      '--etcd <urls>',
+      'etcd client URLs, comma-separated: keep state in etcd and elect a leader with the other ' +
+        'controllers there',
+    )
+    .option('--etcd-prefix <prefix>', 'key prefix of this cluster in etcd', etcdPrefixDefault)
+    .option(
+      '--advertise-url <url>',
+      'URL at which agents, the CLI and other controllers reach this one (default http://host:port)',
+    )
+    .option(
+      '--leader-lease-ms <ms>',
+      `TTL of the leader lease: a dead leader is replaced about this long after it died (etcd ` +
+        `raises values below 2000)`,
+      parseLeaseTtl,
+      leaderLeaseTtlMsDefault,
+    )
+    .option('--name <id>', "this controller's name in the journal (default controller-<pid>)")
+    .action(
+      async (opts: {
+        dataDir: string;
+        host: string;
+        port: number;
+        etcd?: string;
+        etcdPrefix: string;
+        advertiseUrl?: string;
+        leaderLeaseMs: number;
+        name?: string;
+      }) => {
+        const logger = streamLogger({ name: 'controller' });
+        const running = await startControllerServer({
+          dataDir: opts.dataDir,
+          host: opts.host,
+          port: opts.port,
+          logger,
+          ...(opts.etcd === undefined
+            ? {}
+            : {
+                etcd: {
+                  endpoints: parseUrlList('--etcd', opts.etcd),
+                  prefix: opts.etcdPrefix,
+                  leaseTtlMs: opts.leaderLeaseMs,
+                },
+              }),
+          ...(opts.advertiseUrl === undefined
+            ? {}
+            : { advertiseUrl: parseUrlList('--advertise-url', opts.advertiseUrl)[0]! }),
+          ...(opts.name === undefined ? {} : { controllerId: opts.name }),
+        });
+        logger.log('info', `controller listening on ${running.url}`, {
+          store: opts.etcd === undefined ? 'sqlite' : `etcd ${opts.etcd}`,
+          apiTokenFile: running.apiTokenFile,
+          agentTokenFile: running.agentTokenFile,
+        });
+        untilSignal(() => running.close());
+      },
+    );
   program
     .command('agent')
     .description('run a node agent')
@@ -175,4 +226,29 @@ export function addDaemonCommands(program: Command): void {
         untilSignal(() => running.close());
       },
     );
+}
+
+function parseLeaseTtl(value: string): number {
+  const ms = Number(value);
+  if (!Number.isInteger(ms) || ms < leaderLeaseTtlMsMin || ms > leaderLeaseTtlMsMax)
+    throw new InvalidArgumentError(
+      `expected a whole number of milliseconds from ${leaderLeaseTtlMsMin} to ${leaderLeaseTtlMsMax}`,
+    );
+  return ms;
+}
+
+/** A comma-separated list of http(s) URLs; anything else is refused naming the option. */
+function parseUrlList(option: string, value: string): string[] {
+  const urls = value
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  if (urls.length === 0) throw new InvalidArgumentError(`${option}: expected at least one URL`);
+  for (const url of urls) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(url))
+      throw new InvalidArgumentError(
+        `${option}: expected URLs like http://127.0.0.1:2379, got ${JSON.stringify(url)}`,
+      );
+  }
+  return urls;
 }

@@ -115,8 +115,12 @@ export class AgentSessions {
     this.version++;
   }
 
+  /** Closes every session and forgets what was heard: a controller that leads again starts afresh. */
   closeAll(reason: string): void {
     for (const session of this.sessions.values()) session.channel.close(1001, reason);
     this.sessions.clear();
+    for (const node of Object.keys(this.lastHeartbeatAt)) delete this.lastHeartbeatAt[node];
+    this.usage.clear();
+    this.version++;
   }
 }

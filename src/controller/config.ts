@@ -10,6 +10,12 @@ export interface DetectionConfig {
   downAfterMs: number;
   /** How long a workload avoids a node where its remediation ladder gave up. */
   avoidNodeMs: number;
+  /**
+   * A newly elected leader (several controllers) judges no node suspect or down until agents have
+   * had this long to find it: an agent notices a vanished leader by its keep-alive timeout (3 s)
+   * and then walks its list of controller addresses.
+   */
+  takeoverGraceMs: number;
 }
 
 export interface ControllerConfig extends DetectionConfig {
@@ -28,6 +34,7 @@ export const defaultControllerConfig: ControllerConfig = {
   suspectAfterMs: 600,
   downAfterMs: 1200,
   avoidNodeMs: 300_000,
+  takeoverGraceMs: 4000,
   reconcileIntervalMs: 100,
   writeAttemptsMax: 5,
   requestBodyBytesMax: 1_048_576,

@@ -1,7 +1,9 @@
 // The controller core: the level-based reconcile loop, agent sessions and instance reports,
 // independent of HTTP and WebSocket (the adapters in api/ and server.ts call it; the simulator
 // drives it directly). All decisions go through one serialized applier as conditional writes;
-// assignments are sent only after the write that raised the epoch has committed.
+// assignments are sent only after the write that raised the epoch has committed. With several
+// controllers (options.leadership) only the elected leader reconciles and takes agent sessions,
+// and every write it makes is conditional on still holding the leader key (leader-guard.ts).
 import { ContinuumError } from '../core/errors.js';
 import {
   keys,
@@ -18,6 +20,8 @@ import { AgentSessions, type AgentChannel } from './agent-sessions.js';
 import type { ControllerConfig } from './config.js';
 import { decide } from './failover/decide.js';
 import { progress } from './failover/progress.js';
+import { LeaderGuard, notLeaderError } from './leader-guard.js';
+import { Leadership } from './leadership.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 import { dutiesByNode } from './replication/duties.js';
@@ -35,6 +39,11 @@ export interface ControllerOptions {
   newClusterId: () => string;
   /** The simulator's deliberately broken build only (failover/decide.ts DecideOptions). */
   unsafePromoteOutdated?: boolean;
+  /**
+   * Elect a leader among the controllers sharing this store (etcd). Without it this controller
+   * leads at once, as the only one (the SQLite store of one host).
+   */
+  leadership?: { url: string; leaseTtlMs?: number };
 }
 
 export class Controller {
@@ -63,10 +72,41 @@ export class Controller {
   readonly resyncs = new Map<string, ResyncView>();
   /** Volume operations forwarded to the agent of the node that holds the volume. */
   readonly volumes: VolumeRpc;
+  readonly leadership: Leadership | undefined;
+  /** When this controller last became the leader (its start, without leadership). */
+  private leaderSince = 0;
+  /** When a pass found the previous one far too long ago: this process was paused until then. */
+  private resumedAt = 0;
+  private lastPassAt = 0;
+  /** Writes the store refused because this controller no longer held the leader key. */
+  writesRefusedNotLeader = 0;
 
   constructor(options: ControllerOptions) {
-    this.store = options.store;
     this.clock = options.clock;
+    if (options.leadership === undefined) {
+      this.store = options.store;
+      this.leadership = undefined;
+    } else {
+      const leadership = new Leadership({
+        store: options.store,
+        clock: options.clock,
+        logger: options.logger,
+        controllerId: options.controllerId,
+        url: options.leadership.url,
+        ...(options.leadership.leaseTtlMs === undefined
+          ? {}
+          : { ttlMs: options.leadership.leaseTtlMs }),
+        onElected: () => void this.elected(),
+        onDeposed: (reason) => this.deposed(reason),
+      });
+      this.leadership = leadership;
+      this.store = new LeaderGuard(options.store, {
+        revision: () => leadership.revision,
+        leaderUrl: () => this.leaderUrl(),
+        deposed: (reason) => leadership.deposedByStore(reason),
+        refused: () => this.writesRefusedNotLeader++,
+      });
+    }
     this.volumes = new VolumeRpc({
       clock: options.clock,
       send: (node, message) => this.sessions.send(node, message),
@@ -80,9 +120,40 @@ export class Controller {
 
   async start(): Promise<void> {
     this.startedAt = this.clock.now();
+    for (const prefix of [keys.prefixes.nodes, keys.prefixes.workloads, keys.prefixes.instances]) {
+      this.watches.push(
+        this.store.watch(prefix, {}, (batch) => {
+          if (batch.changes.length > 0) this.invalidate();
+        }),
+      );
+    }
+    if (this.leadership === undefined) {
+      await this.takeOffice('started');
+      return;
+    }
+    this.clusterId = (await this.store.get<ClusterMeta>(keys.cluster))?.value.clusterId ?? '';
+    await this.leadership.start();
+  }
+
+  /** True while this controller may decide: always without leadership, else while elected. */
+  get isLeader(): boolean {
+    return this.leadership === undefined || this.leadership.revision !== undefined;
+  }
+
+  /** Where the leader answers, as far as this controller knows (undefined: none known). */
+  leaderUrl(): string | undefined {
+    const state = this.leadership?.state;
+    if (state === undefined || state.role === 'leader') return undefined;
+    return state.leader?.url;
+  }
+
+  /** Makes the cluster record at first start, journals the start or election, begins deciding. */
+  private async takeOffice(how: 'started' | 'elected'): Promise<void> {
+    const now = this.clock.now();
+    this.leaderSince = now;
     const meta = await this.store.get<ClusterMeta>(keys.cluster);
     if (meta === undefined) {
-      const created: ClusterMeta = { clusterId: this.newClusterId(), createdAt: this.startedAt };
+      const created: ClusterMeta = { clusterId: this.newClusterId(), createdAt: now };
       await this.store.txn({
         compares: [{ key: keys.cluster, modRevision: 0 }],
         puts: [{ key: keys.cluster, value: created }],
@@ -91,26 +162,73 @@ export class Controller {
     this.clusterId = (await this.store.get<ClusterMeta>(keys.cluster))!.value.clusterId;
     await this.store.appendEvents([
       {
-        at: this.startedAt,
-        kind: 'controller.started',
+        at: now,
+        kind: how === 'started' ? 'controller.started' : 'controller.elected',
         subject: { kind: 'controller', name: this.controllerId },
-        message: `controller ${this.controllerId} started`,
+        message:
+          how === 'started'
+            ? `controller ${this.controllerId} started`
+            : `controller ${this.controllerId} leads from now on`,
         data: { clusterId: this.clusterId },
       },
     ]);
-    for (const prefix of [keys.prefixes.nodes, keys.prefixes.workloads, keys.prefixes.instances]) {
-      this.watches.push(
-        this.store.watch(prefix, {}, (batch) => {
-          if (batch.changes.length > 0) this.invalidate();
-        }),
-      );
-    }
+    this.invalidate();
     this.schedule(0);
+  }
+
+  private async elected(): Promise<void> {
+    try {
+      await this.exclusive(() => this.takeOffice('elected'));
+    } catch (err) {
+      this.logger.log('warn', 'could not take office after the election', { error: String(err) });
+    }
+  }
+
+  /** Leadership lost: stop deciding and drop the agents, so they find the new leader. */
+  private deposed(reason: string): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.sessions.closeAll(`this controller is no longer the leader: ${reason}`);
+    this.volumes.close();
+    this.published = { sessionsVersion: -1 };
+    this.invalidate();
+  }
+
+  /**
+   * Passes run every reconcileIntervalMs; a gap of two heartbeat intervals more means this process
+   * was not running (SIGSTOP, a long pause, an overloaded host): the heartbeats that arrived
+   * meanwhile are still unread, so what it last heard says nothing about the nodes.
+   */
+  private noticePause(now: number): void {
+    const gapMs = now - this.lastPassAt;
+    const previous = this.lastPassAt;
+    this.lastPassAt = now;
+    if (
+      previous === 0 ||
+      gapMs <= this.config.reconcileIntervalMs + 2 * this.config.heartbeatIntervalMs
+    )
+      return;
+    this.resumedAt = now;
+    this.logger.log('warn', 'the controller was paused; node silence counts from now', { gapMs });
+  }
+
+  /**
+   * From when a node's silence counts: the start, the end of a pause of this process, and for a
+   * new leader, which heard nobody before its election, takeoverGraceMs for the agents to find it.
+   */
+  private silenceSince(): number {
+    const since = Math.max(this.startedAt, this.resumedAt);
+    if (this.leadership === undefined) return since;
+    return Math.max(
+      since,
+      this.leaderSince + this.config.takeoverGraceMs - this.config.downAfterMs,
+    );
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     for (const watch of this.watches.splice(0)) watch.cancel();
+    await this.leadership?.stop();
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.sessions.closeAll('controller stopping');
     this.volumes.close();
@@ -125,7 +243,7 @@ export class Controller {
   }
 
   private schedule(delayMs: number): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.isLeader) return;
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
@@ -145,12 +263,14 @@ export class Controller {
   /** One level-based pass: read everything, decide, write each decision conditionally, then send. */
   reconcile(): Promise<void> {
     return this.exclusive(async () => {
+      if (!this.isLeader) return;
+      this.noticePause(this.clock.now());
       let state = await this.currentState();
       const now = this.clock.now();
       const decisions = decide(
         {
           now,
-          startedAt: this.startedAt,
+          startedAt: this.silenceSince(),
           ...state,
           lastHeartbeatAt: this.sessions.lastHeartbeatAt,
         },
@@ -292,6 +412,7 @@ export class Controller {
   }
 
   private async hello(channel: AgentChannel, hello: AgentHello, now: number): Promise<void> {
+    if (!this.isLeader) throw notLeaderError(this.leaderUrl());
     if (hello.protocolVersion !== agentProtocolVersion) {
       throw new ContinuumError(
         'CONTINUUM_ERR_BAD_REQUEST',

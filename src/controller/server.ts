@@ -1,5 +1,6 @@
-// The controller daemon: SQLite store under a data directory, tokens, the HTTP API and the agent
-// session endpoint (WebSocket) on one port, bound to 127.0.0.1 unless told otherwise.
+// The controller daemon: its store (SQLite under the data directory, or etcd shared by several
+// controllers that elect a leader), tokens, the HTTP API and the agent session endpoint
+// (WebSocket) on one port, bound to 127.0.0.1 unless told otherwise.
 import { createAdaptorServer } from '@hono/node-server';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -10,7 +11,8 @@ import { isContinuumError } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
 import { agentMessageBytesMax, agentMessageSchema } from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
-import { ensureToken } from '../platform/tokens.js';
+import { ensureToken, newToken, writeToken } from '../platform/tokens.js';
+import { EtcdStore } from '../store/etcd.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { StateStore } from '../store/port.js';
 import type { AgentChannel } from './agent-sessions.js';
@@ -25,7 +27,21 @@ export interface ControllerServerOptions {
   port?: number;
   logger: Logger;
   config?: Partial<ControllerConfig>;
+  /**
+   * Share an etcd with other controllers: one is elected leader, the others follow. The API and
+   * agent tokens are then kept in etcd (made by the first controller) and copied to the data
+   * directory, so every controller accepts the same ones.
+   */
+  etcd?: { endpoints: string[]; prefix?: string; leaseTtlMs?: number };
+  /** The URL others reach this controller at (default: http://host:port). */
+  advertiseUrl?: string;
+  /** This controller's name in the journal and the leader key (default controller-<pid>). */
+  controllerId?: string;
 }
+
+/** Key prefix of a cluster's records in a shared etcd, unless told otherwise. */
+export const etcdPrefixDefault = 'continuum/';
+const tokensKey = 'controller/tokens';
 
 export interface RunningController {
   controller: Controller;
@@ -47,23 +63,70 @@ export async function startControllerServer(
   const options = { ...input, dataDir: resolve(input.dataDir) };
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const files = tokenFiles(options.dataDir);
-  const apiToken = ensureToken(files.api);
-  const agentToken = ensureToken(files.agent);
-  const store: StateStore = new SqliteStore({
-    path: join(options.dataDir, 'state.db'),
-    clock: systemClock,
+  const store: StateStore =
+    options.etcd === undefined
+      ? new SqliteStore({ path: join(options.dataDir, 'state.db'), clock: systemClock })
+      : await EtcdStore.open({
+          endpoints: options.etcd.endpoints,
+          prefix: options.etcd.prefix ?? etcdPrefixDefault,
+        });
+  let server: Server | undefined;
+  try {
+    return await serveController(options, store, files, (s) => (server = s));
+  } catch (err) {
+    server?.closeAllConnections?.();
+    if (server?.listening === true) await new Promise((resolve) => server!.close(resolve));
+    await store.close();
+    throw err;
+  }
+}
+
+async function serveController(
+  options: ControllerServerOptions & { dataDir: string },
+  store: StateStore,
+  files: { api: string; agent: string },
+  listening: (server: Server) => void,
+): Promise<RunningController> {
+  const { apiToken, agentToken } =
+    options.etcd === undefined
+      ? { apiToken: ensureToken(files.api), agentToken: ensureToken(files.agent) }
+      : await sharedTokens(store, files);
+  // Listening first tells the controller its own URL (port 0 picks one), which the leader key
+  // carries; requests before the API exists are answered 503.
+  const api: { app?: ReturnType<typeof createApi> } = {};
+  const server = createAdaptorServer({
+    fetch: (request: Request) =>
+      api.app?.fetch(request) ?? new Response('controller starting', { status: 503 }),
+  }) as Server;
+  listening(server);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 7400, options.host ?? '127.0.0.1', () => resolve());
   });
+  const address = server.address();
+  const port =
+    typeof address === 'object' && address !== null ? address.port : (options.port ?? 7400);
+  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
   const controller = new Controller({
     store,
     clock: systemClock,
     config: controllerConfig(options.config),
     logger: options.logger,
-    controllerId: `controller-${process.pid}`,
+    controllerId: options.controllerId ?? `controller-${process.pid}`,
     newClusterId: () => randomUUID(),
+    ...(options.etcd === undefined
+      ? {}
+      : {
+          leadership: {
+            url: options.advertiseUrl ?? url,
+            ...(options.etcd.leaseTtlMs === undefined
+              ? {}
+              : { leaseTtlMs: options.etcd.leaseTtlMs }),
+          },
+        }),
   });
+  api.app = createApi(controller, { apiToken });
   await controller.start();
-  const app = createApi(controller, { apiToken });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   const wss = new WebSocketServer({ noServer: true, maxPayload: agentMessageBytesMax });
   server.on('upgrade', (request: IncomingMessage, socket, head) => {
     if (
@@ -75,17 +138,10 @@ export async function startControllerServer(
     }
     wss.handleUpgrade(request, socket, head, (ws) => serveAgent(controller, ws, options.logger));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 7400, options.host ?? '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  const port =
-    typeof address === 'object' && address !== null ? address.port : (options.port ?? 7400);
   return {
     controller,
     server,
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url,
     apiTokenFile: files.api,
     agentTokenFile: files.agent,
     async close() {
@@ -96,6 +152,25 @@ export async function startControllerServer(
       await store.close();
     },
   };
+}
+
+/**
+ * The API and agent tokens of a cluster whose controllers share etcd: the first controller makes
+ * them, every controller copies them into its data directory (mode 0600) for the CLI beside it.
+ */
+async function sharedTokens(
+  store: StateStore,
+  files: { api: string; agent: string },
+): Promise<{ apiToken: string; agentToken: string }> {
+  const made = { apiToken: newToken(), agentToken: newToken() };
+  await store.txn({
+    compares: [{ key: tokensKey, modRevision: 0 }],
+    puts: [{ key: tokensKey, value: made }],
+  });
+  const tokens = (await store.get<{ apiToken: string; agentToken: string }>(tokensKey))!.value;
+  writeToken(files.api, tokens.apiToken);
+  writeToken(files.agent, tokens.agentToken);
+  return tokens;
 }
 
 /** One agent session: every message validated; a malformed one closes this session only. */

@@ -21,6 +21,8 @@ export const errorCatalog = {
   CONTINUUM_ERR_STALE_EPOCH: { status: 409, retryable: false },
   CONTINUUM_ERR_STORE_CLOSED: { status: 503, retryable: true },
   CONTINUUM_ERR_UNAVAILABLE: { status: 503, retryable: true },
+  /** A follower controller was asked to write; details.leader names the leader when known. */
+  CONTINUUM_ERR_NOT_LEADER: { status: 503, retryable: true },
   CONTINUUM_ERR_TIMEOUT: { status: 504, retryable: true },
   CONTINUUM_ERR_INTERNAL: { status: 500, retryable: false },
   CONTINUUM_ERR_CONFIG: { status: 400, retryable: false },

@@ -32,6 +32,8 @@ export const unhealthyMarkerName = 'unhealthy';
 
 export interface KvServiceOptions {
   port: number;
+  /** The IPv4 address to listen on (env HOST; default 127.0.0.1). */
+  host?: string;
   /** The working directory that holds the data file and the health marker. */
   dir: string;
   env: NodeJS.ProcessEnv;
@@ -280,7 +282,7 @@ export function startKvService(options: KvServiceOptions): Promise<Server> {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, '127.0.0.1', () => resolve(server));
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve(server));
   });
 }
 
@@ -299,11 +301,18 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
+  const host = process.env.HOST ?? '127.0.0.1';
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) {
+    process.stderr.write(
+      `kv-service: expected env HOST as an IPv4 address, got ${JSON.stringify(host)}\n`,
+    );
+    process.exit(2);
+  }
   let server: Server;
   try {
-    server = await startKvService({ port, dir: process.cwd(), env: process.env });
+    server = await startKvService({ port, host, dir: process.cwd(), env: process.env });
   } catch (err) {
-    process.stderr.write(`kv-service: cannot listen on 127.0.0.1:${port}: ${String(err)}\n`);
+    process.stderr.write(`kv-service: cannot listen on ${host}:${port}: ${String(err)}\n`);
     process.exit(1);
   }
   const stop = () => {
@@ -315,7 +324,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   process.stdout.write(
-    `kv-service listening on 127.0.0.1:${port} pid=${process.pid} epoch=${process.env.CONTINUUM_EPOCH ?? '-'}\n`,
+    `kv-service listening on ${host}:${port} pid=${process.pid} epoch=${process.env.CONTINUUM_EPOCH ?? '-'}\n`,
   );
 }
 

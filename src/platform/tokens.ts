@@ -5,13 +5,24 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { dirname } from 'node:path';
 import { ContinuumError } from '../core/errors.js';
 
+export function newToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
 export function ensureToken(path: string): string {
   if (!existsSync(path)) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(path, `${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+    writeFileSync(path, `${newToken()}\n`, { mode: 0o600, flag: 'wx' });
   }
   chmodSync(path, 0o600);
   return readToken(path);
+}
+
+/** Writes a token made elsewhere (a shared store), replacing the file's content, mode 0600. */
+export function writeToken(path: string, token: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
 }
 
 export function readToken(path: string): string {

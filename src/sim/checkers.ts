@@ -71,3 +71,11 @@ export function selfFences(world: World): number {
       e.data.reason.startsWith('self-fenced'),
   ).length;
 }
+
+/** Leader elections, and writes refused because their controller no longer led. */
+export function leadership(world: World): { elections: number; refusedWrites: number } {
+  return {
+    elections: world.events.filter((e) => e.kind === 'controller.elected').length,
+    refusedWrites: world.controllerSlots.reduce((sum, s) => sum + s.writesRefusedNotLeader, 0),
+  };
+}

@@ -16,12 +16,20 @@ export const faultKinds = [
   'lossy-network',
 ] as const;
 
-export type FaultKind = (typeof faultKinds)[number];
+/** Faults that need several controllers; drawn only in runs that have them. */
+export const controllersFaultKinds = ['controller-hang'] as const;
+
+export type FaultKind = (typeof faultKinds)[number] | (typeof controllersFaultKinds)[number];
+
+/** Every kind a run with this many controllers may draw. */
+export function faultKindsFor(controllers: number): readonly FaultKind[] {
+  return controllers > 1 ? [...faultKinds, ...controllersFaultKinds] : faultKinds;
+}
 
 /** A swarm run draws its own mix: a random subset of the kinds, so rare combinations get weight. */
-export function drawMix(rng: SeededRng): FaultKind[] {
-  const mix = faultKinds.filter(() => rng.chance(0.5));
-  return mix.length > 0 ? mix : [rng.pick(faultKinds)];
+export function drawMix(rng: SeededRng, kinds: readonly FaultKind[] = faultKinds): FaultKind[] {
+  const mix = kinds.filter(() => rng.chance(0.5));
+  return mix.length > 0 ? mix : [rng.pick(kinds)];
 }
 
 /** Injects one fault; returns the simulated time after which it is over (or undefined if instant). */
@@ -30,6 +38,7 @@ export async function inject(world: World, kind: FaultKind, rng: SeededRng): Pro
   const name = rng.pick(names);
   const node = world.nodes.get(name)!;
   const durationMs = rng.between(500, 4000);
+  const controllers = world.controllerAddresses;
   world.note(
     `fault ${kind} ${kind.includes('cluster') || kind.startsWith('controller') || kind.startsWith('lossy') ? '' : name} for ${durationMs} ms`,
   );
@@ -64,29 +73,35 @@ export async function inject(world: World, kind: FaultKind, rng: SeededRng): Pro
       return;
     }
     case 'partition-node':
-      world.network.partition(name, 'controller');
-      world.clock.setTimeout(() => world.network.heal(name, 'controller'), durationMs);
+      for (const controller of controllers) world.network.partition(name, controller);
+      world.clock.setTimeout(() => {
+        for (const controller of controllers) world.network.heal(name, controller);
+      }, durationMs);
       return;
     case 'isolate-node':
-      for (const other of [...names, 'controller'])
+      for (const other of [...names, ...controllers])
         if (other !== name) world.network.partition(name, other);
       world.clock.setTimeout(() => {
-        for (const other of [...names, 'controller'])
+        for (const other of [...names, ...controllers])
           if (other !== name) world.network.heal(name, other);
       }, durationMs);
       return;
     case 'split-cluster': {
       const half = names.filter(() => rng.chance(0.5));
-      for (const n of half) world.network.partition(n, 'controller');
+      for (const n of half) for (const c of controllers) world.network.partition(n, c);
       world.clock.setTimeout(() => {
-        for (const n of half) world.network.heal(n, 'controller');
+        for (const n of half) for (const c of controllers) world.network.heal(n, c);
       }, durationMs);
       return;
     }
-    case 'controller-crash':
+    case 'controller-crash': {
       if (world.controller === undefined) return;
-      await world.crashController();
-      world.clock.setTimeout(() => void world.startController(), durationMs);
+      const slot = await world.crashController();
+      world.clock.setTimeout(() => void world.startController(slot), durationMs);
+      return;
+    }
+    case 'controller-hang':
+      world.hangController(durationMs, rng.chance(0.5));
       return;
     case 'lossy-network':
       world.network.faults = {

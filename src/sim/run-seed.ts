@@ -1,8 +1,8 @@
 // One simulation run as a pure function of its seed and the code: a cluster and workloads drawn
 // from the seed, a schedule of faults, then a quiet period in which liveness and stability are
 // checked. Safety is checked after every step. A failure carries the command that replays it.
-import { checkConverged, checkSafety, movesSince, selfFences } from './checkers.js';
-import { drawMix, faultKinds, inject, type FaultKind } from './faults.js';
+import { checkConverged, checkSafety, leadership, movesSince, selfFences } from './checkers.js';
+import { drawMix, faultKindsFor, inject, type FaultKind } from './faults.js';
 import { SeededRng, traceHash } from './rng.js';
 import { ReplicatedWorkloads } from './replicated-workloads.js';
 import { World, type BrokenRule } from './world.js';
@@ -22,6 +22,8 @@ export interface RunOptions {
   brokenRule?: BrokenRule;
   /** Share of workloads that get a replicated volume (default 0.5). */
   replicatedShare?: number;
+  /** Controllers electing a leader over the store (default 1: the only controller leads). */
+  controllers?: number;
 }
 
 export interface RunResult {
@@ -32,6 +34,9 @@ export interface RunResult {
   failovers: number;
   /** Primaries their agents fenced, cut off from the controller while writes waited. */
   selfFences: number;
+  /** With several controllers: elections, and writes refused to a controller that no longer led. */
+  elections: number;
+  refusedWrites: number;
   traceHash: string;
   trace: string[];
   simulatedMs: number;
@@ -46,6 +51,7 @@ export function replayCommand(options: RunOptions): string {
   if (options.checkEpochs === false) flags.push('--broken-epoch-checks');
   if (options.brokenRule !== undefined) flags.push(`--broken ${options.brokenRule}`);
   if (options.replicatedShare !== undefined) flags.push(`--replicated ${options.replicatedShare}`);
+  if (options.controllers !== undefined) flags.push(`--controllers ${options.controllers}`);
   return `SEED=${options.seed} npm run sim${flags.length > 0 ? ` -- ${flags.join(' ')}` : ''}`;
 }
 
@@ -90,10 +96,12 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
     driftPpmMax: 200,
     ...(options.checkEpochs === undefined ? {} : { checkEpochs: options.checkEpochs }),
     ...(options.brokenRule === undefined ? {} : { brokenRule: options.brokenRule }),
+    ...(options.controllers === undefined ? {} : { controllers: options.controllers }),
   });
   const replicated = new ReplicatedWorkloads(world, rng.fork('writers'));
   const faultsRng = rng.fork('faults');
-  const mix = options.mix === 'swarm' ? drawMix(faultsRng) : (options.mix ?? faultKinds);
+  const kinds = faultKindsFor(options.controllers ?? 1);
+  const mix = options.mix === 'swarm' ? drawMix(faultsRng, kinds) : (options.mix ?? kinds);
   const faultWindowMs = options.faultWindowMs ?? 15_000;
   const settleMs = options.settleMs ?? 14_000;
   const failures: string[] = [];
@@ -148,6 +156,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
       faults,
       failovers,
       selfFences: selfFences(world),
+      ...leadership(world),
       traceHash: traceHash(world.trace),
       trace: world.trace,
       simulatedMs: world.now(),
@@ -169,7 +178,7 @@ async function heal(world: World): Promise<void> {
   };
   // Let pending restarts (scheduled boots) happen first, then boot what is still down.
   await world.run(4_000);
-  if (world.controller === undefined) await world.startController();
+  await world.startControllers();
   for (const node of world.nodes.values()) if (!node.alive) await node.boot();
   for (const process of world.table.live()) process.healthy = true;
 }

@@ -1,6 +1,8 @@
 // The simulator's seed sweep: hundreds of seeded failure schedules across the fault mix pass every
 // checker, and 60 more with every workload on a synchronously replicated volume (written and
-// read back), and 30 where agents self-fence; a seed replays to the identical trace; and deliberately broken builds (the agent's staleness checks
+// read back), and 30 where agents self-fence; with several controllers electing a leader, 40 seeds
+// pass with the deposed leaders' late writes refused, and leader crashes and pauses alone move
+// nothing; a seed replays to the identical trace; and deliberately broken builds (the agent's staleness checks
 // turned off; a primary that acknowledges before its in-sync replicas have the write; a controller
 // that promotes an outdated copy) are each caught within a bounded number of seeds.
 import assert from 'node:assert/strict';
@@ -74,6 +76,40 @@ describe('simulation seeds', () => {
       `a fenced workload moved to another in-sync copy (${ways.elsewhere})`,
     );
     assert.ok(ways.inPlace > 0, `a fenced workload started again in place (${ways.inPlace})`);
+  });
+
+  it('several controllers: 40 seeds with 2 or 3 controllers pass, and a deposed leader cannot write', async () => {
+    const failed: string[] = [];
+    let elections = 0;
+    let refusedWrites = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const options = { seed, mix: 'swarm' as const, controllers: 2 + (seed % 2) };
+      const result = await runSeed(options);
+      elections += result.elections;
+      refusedWrites += result.refusedWrites;
+      if (!result.ok)
+        failed.push(`${replayCommand(options)}: ${result.failures.slice(0, 3).join('; ')}`);
+    }
+    assert.deepEqual(failed, []);
+    assert.ok(elections > 40, `leaders were elected again after crashes and pauses (${elections})`);
+    assert.ok(refusedWrites > 0, `late writes of deposed leaders were refused (${refusedWrites})`);
+  });
+
+  it('several controllers: leader crashes and pauses alone move no workload in 30 seeds', async () => {
+    const failed: string[] = [];
+    for (let seed = 1; seed <= 30; seed++) {
+      const options = {
+        seed,
+        mix: ['controller-crash', 'controller-hang'] as const,
+        controllers: 3,
+      };
+      const result = await runSeed(options);
+      if (!result.ok || result.failovers > 0)
+        failed.push(
+          `${replayCommand(options)}: ${result.failovers} moves; ${result.failures.slice(0, 3).join('; ')}`,
+        );
+    }
+    assert.deepEqual(failed, []);
   });
 
   for (const [rule, expected] of [

@@ -16,7 +16,16 @@ import { ProcessTable } from './fake-driver.js';
 import { SimNetwork } from './network.js';
 import { SeededRng } from './rng.js';
 import { SimNode, type SimNodeSpec, type SimSessionEnd } from './sim-node.js';
+import { SimControllerSlot } from './sim-controllers.js';
 import { SimLinkFabric } from './sim-replication-link.js';
+
+interface SimSession {
+  node: SimNode;
+  slot: SimControllerSlot;
+  end: SimSessionEnd;
+  channel: AgentChannel;
+  closed: boolean;
+}
 
 export interface WorldOptions {
   seed: number;
@@ -29,11 +38,11 @@ export interface WorldOptions {
   driftPpmMax?: number;
   /** A deliberately broken rule of replication, to prove that the checkers catch it. */
   brokenRule?: BrokenRule;
+  /** Controllers; more than one elect a leader over the store (default 1). */
+  controllers?: number;
 }
 
 export type BrokenRule = 'ack-before-isr' | 'promote-outdated';
-
-const controllerAddress = 'controller';
 
 export class World {
   readonly clock = new FakeClock({ startMs: 1_700_000_000_000 });
@@ -50,14 +59,10 @@ export class World {
   readonly workloads = new Map<string, WorkloadRecord>();
   /** Replication links between the nodes' volume servers. */
   readonly fabric: SimLinkFabric;
-  controller: Controller | undefined;
-  private controllerIncarnation = 0;
-  private readonly sessions = new Set<{
-    node: SimNode;
-    end: SimSessionEnd;
-    channel: AgentChannel;
-    closed: boolean;
-  }>();
+  /** The controller processes; with several, they elect a leader. */
+  readonly controllerSlots: SimControllerSlot[];
+  private readonly sessions = new Set<SimSession>();
+  private readonly sessionRng: SeededRng;
   private readonly config: ControllerConfig;
 
   constructor(readonly options: WorldOptions) {
@@ -65,6 +70,16 @@ export class World {
     this.network = new SimNetwork(this.clock, this.rng.fork('network'));
     this.store = new MemoryStore({ clock: this.clock });
     this.config = controllerConfig(options.config);
+    const controllerCount = options.controllers ?? 1;
+    this.controllerSlots = Array.from(
+      { length: controllerCount },
+      (_, i) =>
+        new SimControllerSlot(
+          controllerCount === 1 ? 'controller' : `controller-${i + 1}`,
+          this.clock,
+        ),
+    );
+    this.sessionRng = this.rng.fork('sessions');
     this.fabric = new SimLinkFabric({
       network: this.network,
       clock: this.clock,
@@ -91,9 +106,7 @@ export class World {
             table: this.table,
             sessions: {
               open: (n) => this.openSession(n),
-              alive: (n) =>
-                this.controller !== undefined &&
-                this.network.reachable(n.spec.name, controllerAddress),
+              alive: (n) => this.sessionAlive(n),
               abandon: (n, end) => {
                 for (const session of this.sessions)
                   if (session.node === n && session.end === end) this.breakSession(session, false);
@@ -178,43 +191,106 @@ export class World {
   }
 
   async start(): Promise<void> {
-    await this.startController();
-    if (this.controller === undefined) throw new Error('controller did not start');
+    for (const slot of this.controllerSlots) await this.startController(slot);
+    while (this.controller === undefined) await this.run(100);
     await applySpec(this.controller, this.options.spec, 'sim');
     for (const node of this.nodes.values()) await node.boot();
     await this.settle();
   }
 
-  async startController(): Promise<void> {
-    const controller = new Controller({
-      store: this.store,
-      clock: this.clock,
-      config: this.config,
-      logger: silentLogger,
-      unsafePromoteOutdated: this.options.brokenRule === 'promote-outdated',
-      controllerId: `controller-${++this.controllerIncarnation}`,
-      newClusterId: () => `sim-cluster-${this.options.seed}`,
-    });
-    await controller.start();
-    this.controller = controller;
+  /** Every controller address, for faults that cut nodes off from the control plane. */
+  get controllerAddresses(): string[] {
+    return this.controllerSlots.map((slot) => slot.address);
   }
 
-  /** The controller process dies: its memory (heartbeats, sessions) is lost; the store survives. */
-  async crashController(): Promise<void> {
-    const controller = this.controller;
-    this.controller = undefined;
-    for (const session of this.sessions) this.breakSession(session, true);
-    await controller?.stop();
+  /** The controller that leads (the only one, while it runs), if any. */
+  get controller(): Controller | undefined {
+    return this.leaderSlot()?.controller;
   }
 
+  private leaderSlot(): SimControllerSlot | undefined {
+    if (this.controllerSlots.length === 1) {
+      const only = this.controllerSlots[0]!;
+      return only.controller === undefined ? undefined : only;
+    }
+    return this.controllerSlots.find((slot) => slot.controller?.isLeader === true && !slot.hung);
+  }
+
+  async startController(slot?: SimControllerSlot): Promise<void> {
+    const target = slot ?? this.controllerSlots.find((s) => s.controller === undefined);
+    if (target === undefined || target.controller !== undefined) return;
+    await target.start(
+      this.store,
+      {
+        config: this.config,
+        logger: silentLogger,
+        unsafePromoteOutdated: this.options.brokenRule === 'promote-outdated',
+        newClusterId: () => `sim-cluster-${this.options.seed}`,
+      },
+      this.controllerSlots.length > 1,
+    );
+  }
+
+  /** Starts every controller that is down. */
+  async startControllers(): Promise<void> {
+    for (const slot of this.controllerSlots)
+      if (slot.controller === undefined) await this.startController(slot);
+  }
+
+  /**
+   * A controller process dies (the leader, when one leads): its memory (heartbeats, sessions) is
+   * lost; the store survives. Returns the slot, to start it again later.
+   */
+  async crashController(): Promise<SimControllerSlot | undefined> {
+    const slot = this.leaderSlot() ?? this.controllerSlots.find((s) => s.controller !== undefined);
+    if (slot === undefined) return undefined;
+    for (const session of this.sessions)
+      if (session.slot === slot) this.breakSession(session, true);
+    await slot.crash();
+    return slot;
+  }
+
+  /**
+   * The leading controller freezes (SIGSTOP, a long pause) for durationMs, then resumes: at once,
+   * or as its next write leaves (that write then reaches the store late).
+   */
+  hangController(durationMs: number, atNextWrite: boolean): void {
+    const slot = this.leaderSlot();
+    if (slot === undefined || this.controllerSlots.length === 1) return;
+    this.note(`${slot.address} hangs${atNextWrite ? ' at its next write' : ''}`);
+    if (atNextWrite) slot.hangAtNextWrite(durationMs);
+    else slot.hang(durationMs);
+  }
+
+  /** The node's session is with a controller that runs, answers and is reachable. */
+  private sessionAlive(node: SimNode): boolean {
+    for (const session of this.sessions) {
+      if (session.node !== node || session.closed) continue;
+      const { slot } = session;
+      return (
+        slot.controller !== undefined &&
+        !slot.hung &&
+        this.network.reachable(node.spec.name, slot.address)
+      );
+    }
+    return false;
+  }
+
+  /** A node dials a controller (any that runs and is reachable; a follower refuses its hello). */
   private openSession(node: SimNode): SimSessionEnd | undefined {
-    if (this.controller === undefined || !this.network.reachable(node.spec.name, controllerAddress))
-      return undefined;
-    const controller = this.controller;
+    const candidates = this.controllerSlots.filter(
+      (slot) =>
+        slot.controller !== undefined && this.network.reachable(node.spec.name, slot.address),
+    );
+    if (candidates.length === 0) return undefined;
+    const slot = candidates.length === 1 ? candidates[0]! : this.sessionRng.pick(candidates);
+    const controller = slot.controller!;
+    const controllerAddress = slot.address;
     let chain: Promise<unknown> = Promise.resolve();
     let nodeName: string | undefined;
-    const session = {
+    const session: SimSession = {
       node,
+      slot,
       closed: false,
       end: undefined as unknown as SimSessionEnd,
       channel: undefined as unknown as AgentChannel,
@@ -236,8 +312,11 @@ export class World {
       send: (message: AgentMessage) => {
         if (session.closed) return;
         const ok = this.network.send(node.spec.name, controllerAddress, () => {
-          if (session.closed || this.controller !== controller) return;
+          if (session.closed || slot.controller !== controller) return;
           chain = chain.then(async () => {
+            // A hung controller reads the message when it resumes.
+            await new Promise<void>((resolve) => slot.clock.run(resolve));
+            if (session.closed || slot.controller !== controller) return;
             try {
               nodeName = await controller.agentMessage(session.channel, nodeName, message);
             } catch (err) {
@@ -254,14 +333,11 @@ export class World {
   }
 
   /** Ends a session: both sides hear of it after a short delay, unless a side is dead. */
-  private breakSession(
-    session: { node: SimNode; end: SimSessionEnd; channel: AgentChannel; closed: boolean },
-    controllerDied: boolean,
-  ): void {
+  private breakSession(session: SimSession, controllerDied: boolean): void {
     if (session.closed) return;
     session.closed = true;
     this.sessions.delete(session);
-    const controller = this.controller;
+    const controller = session.slot.controller;
     this.clock.setTimeout(() => {
       if (!controllerDied) controller?.agentDisconnected(session.channel, session.node.spec.name);
       session.node.sessionClosed(session.end);
@@ -294,7 +370,7 @@ export class World {
   }
 
   async close(): Promise<void> {
-    await this.controller?.stop();
+    for (const slot of this.controllerSlots) await slot.crash();
     for (const node of this.nodes.values()) node.core?.detach();
     await this.store.close();
   }

@@ -64,18 +64,39 @@ export interface AgentSpec {
   args?: string[];
 }
 
+export interface TestClusterOptions {
+  /** Keep state in this etcd and run `controllers` controllers that elect a leader there. */
+  etcd?: { endpoints: string[]; controllers: number; leaderLeaseMs?: number };
+}
+
 export class TestCluster {
   readonly dir: string;
   controllerPort = 0;
+  /** With etcd: every controller's port, by index (controller, controller-2, ...). */
+  readonly controllerPorts: number[] = [];
   private readonly groups = new Set<number>();
   private readonly children = new Map<string, ChildProcess>();
+  /** The controller that last answered as leader (index into controllerPorts). */
+  private leaderIndex = 0;
 
-  constructor() {
+  constructor(readonly options: TestClusterOptions = {}) {
     this.dir = mkdtempSync(join(tmpdir(), 'continuum-test-'));
   }
 
+  /** The leader's URL as far as the harness knows (the only controller's, without etcd). */
   get url(): string {
-    return `http://127.0.0.1:${this.controllerPort}`;
+    if (this.options.etcd === undefined) return `http://127.0.0.1:${this.controllerPort}`;
+    return this.urls[this.leaderIndex] ?? this.urls[0]!;
+  }
+
+  /** Every controller's URL, as agents and the redirector are given them. */
+  get urls(): string[] {
+    if (this.options.etcd === undefined) return [this.url];
+    return this.controllerPorts.map((port) => `http://127.0.0.1:${port}`);
+  }
+
+  static controllerName(index: number): string {
+    return index === 0 ? 'controller' : `controller-${index + 1}`;
   }
 
   get controllerDir(): string {
@@ -104,19 +125,52 @@ export class TestCluster {
     return pid;
   }
 
-  async startController(): Promise<void> {
-    if (this.controllerPort === 0) this.controllerPort = await freePort();
-    mkdirSync(this.controllerDir, { recursive: true });
+  async startController(index = 0): Promise<void> {
+    const etcd = this.options.etcd;
+    if (etcd === undefined) {
+      if (this.controllerPort === 0) this.controllerPort = await freePort();
+    } else {
+      while (this.controllerPorts.length < etcd.controllers)
+        this.controllerPorts.push(await freePort());
+    }
+    const name = TestCluster.controllerName(index);
+    const dir = index === 0 ? this.controllerDir : join(this.dir, name);
+    const port = etcd === undefined ? this.controllerPort : this.controllerPorts[index]!;
+    mkdirSync(dir, { recursive: true });
     this.spawnCli(
-      'controller',
-      ['controller', '--data-dir', this.controllerDir, '--port', String(this.controllerPort)],
-      join(this.dir, 'controller.log'),
+      name,
+      [
+        ...['controller', '--data-dir', dir, '--port', String(port)],
+        ...(etcd === undefined
+          ? []
+          : [
+              ...['--etcd', etcd.endpoints.join(','), '--name', name],
+              ...['--leader-lease-ms', String(etcd.leaderLeaseMs ?? 2000)],
+            ]),
+      ],
+      join(this.dir, `${name}.log`),
     );
     await waitFor(
-      'the controller to answer',
+      `${name} to answer`,
       15_000,
-      async () => (await fetch(`${this.url}/healthz`)).ok,
+      async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok,
     );
+  }
+
+  /** Which controller leads now (by /healthz), once one does. */
+  async leader(timeoutMs = 15_000): Promise<{ index: number; name: string; url: string }> {
+    return waitFor('a controller to lead', timeoutMs, async () => {
+      for (const [index, url] of this.urls.entries()) {
+        const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) })
+          .then((r) => r.json() as Promise<{ role?: string }>)
+          .catch(() => undefined);
+        if (health?.role === 'leader') {
+          this.leaderIndex = index;
+          return { index, name: TestCluster.controllerName(index), url };
+        }
+      }
+      return undefined;
+    });
   }
 
   async startAgent(agent: AgentSpec): Promise<void> {
@@ -133,7 +187,7 @@ export class TestCluster {
         '--data-dir',
         dir,
         '--controller',
-        this.url,
+        this.urls.join(','),
         '--token-file',
         join(this.controllerDir, 'agent.token'),
         '--cpu',
@@ -160,7 +214,7 @@ export class TestCluster {
       [
         'redirector',
         '--controller',
-        this.url,
+        this.urls.join(','),
         '--token-file',
         join(this.controllerDir, 'api.token'),
         '--cache-file',
@@ -196,13 +250,34 @@ export class TestCluster {
     path: string,
     body?: unknown,
   ): Promise<{ status: number; body: T }> {
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.apiToken()}`, 'content-type': 'application/json' },
-      ...(body === undefined
-        ? {}
-        : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-    });
+    const request = () =>
+      fetch(`${this.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.apiToken()}`,
+          'content-type': 'application/json',
+        },
+        ...(body === undefined
+          ? {}
+          : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+    let response: Response;
+    try {
+      response = await request();
+    } catch (err) {
+      if (this.options.etcd === undefined) throw err;
+      await this.leader();
+      response = await request();
+    }
+    // A follower answers reads without what only the leader knows (sessions): ask the leader.
+    if (
+      this.options.etcd !== undefined &&
+      response.headers.get('x-continuum-role') === 'follower'
+    ) {
+      await response.text();
+      await this.leader();
+      response = await request();
+    }
     const text = await response.text();
     return { status: response.status, body: (text === '' ? undefined : JSON.parse(text)) as T };
   }

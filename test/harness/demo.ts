@@ -9,6 +9,7 @@ import {
   TestCluster,
   waitFor,
   type AgentSpec,
+  type TestClusterOptions,
   type WorkloadInfo,
 } from './cluster.js';
 
@@ -27,12 +28,16 @@ export interface DemoOptions {
   };
   /** Replaces the demo's nodes (the chaos run uses four); each gets the demo's node capacity. */
   nodes?: AgentSpec[];
+  /** Several controllers sharing this etcd (they elect a leader) instead of one on SQLite. */
+  etcd?: TestClusterOptions['etcd'];
 }
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
-  const cluster = new TestCluster();
+  const cluster = new TestCluster(options.etcd === undefined ? {} : { etcd: options.etcd });
   try {
-    await cluster.startController();
+    for (let index = 0; index < (options.etcd?.controllers ?? 1); index++)
+      await cluster.startController(index);
+    if (options.etcd !== undefined) await cluster.leader();
     const endpointPort = await freePort();
     const spec = demoSpec({ endpointPort, servicePath: demoServicePath });
     if (options.restart !== undefined) {

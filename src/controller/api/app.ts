@@ -17,6 +17,7 @@ import {
 } from '../actions.js';
 import type { Controller } from '../controller.js';
 import { listFailovers, listInstances, listNodes, listWorkloads } from '../queries.js';
+import { notLeaderError } from '../leader-guard.js';
 import { tokenMatches } from './auth.js';
 import { actorOf, badRequest, jsonBody } from './request.js';
 import { mountVolumeRoutes } from './volume-routes.js';
@@ -61,7 +62,14 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
       404,
     ),
   );
-  app.get('/healthz', (c) => c.json({ ok: true, controllerId: controller.controllerId }));
+  app.get('/healthz', (c) =>
+    c.json({
+      ok: true,
+      controllerId: controller.controllerId,
+      role: controller.isLeader ? 'leader' : 'follower',
+      ...(controller.leaderUrl() === undefined ? {} : { leader: controller.leaderUrl() }),
+    }),
+  );
   app.use('/v1/*', async (c, next) => {
     if (!tokenMatches(c.req.header('authorization'), options.apiToken)) {
       throw new ContinuumError(
@@ -69,6 +77,15 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
         'expected header "Authorization: Bearer <api token>"',
       );
     }
+    await next();
+  });
+  // A follower serves what it reads from the store; what needs the leader (writes, routes, volumes
+  // on agents, which only the leader has sessions with) is refused naming the leader, and clients
+  // with a list of controllers move on to the next.
+  app.use('/v1/*', async (c, next) => {
+    if (controller.isLeader) return next();
+    if (!followerServes(c.req.method, c.req.path)) throw notLeaderError(controller.leaderUrl());
+    c.header('x-continuum-role', 'follower');
     await next();
   });
   app.use(
@@ -88,6 +105,8 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
       clusterId: controller.clusterId,
       controllerId: controller.controllerId,
       startedAt: controller.startedAt,
+      role: controller.isLeader ? 'leader' : 'follower',
+      ...(controller.leaderUrl() === undefined ? {} : { leader: controller.leaderUrl() }),
     }),
   );
   app.get('/v1/nodes', async (c) => c.json({ items: await listNodes(controller) }));
@@ -257,4 +276,10 @@ function matches(event: JournalEvent, filter: EventFilter): boolean {
     return false;
   if (filter.subject !== undefined && event.subject.name !== filter.subject.name) return false;
   return true;
+}
+
+/** Reads a follower answers from the store alone. */
+function followerServes(method: string, path: string): boolean {
+  if (method !== 'GET') return false;
+  return !path.startsWith('/v1/routes') && !path.startsWith('/v1/volumes');
 }

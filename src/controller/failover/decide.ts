@@ -24,7 +24,10 @@ import { restoreRedundancy } from '../replication/redundancy.js';
 
 export interface DecideSnapshot {
   now: number;
-  /** When this controller started leading; nodes not heard from since get a grace period from it. */
+  /**
+   * From when node silence counts: when this controller started leading (or resumed from a pause
+   * of its own); a node not heard from since gets its grace period from it.
+   */
   startedAt: number;
   nodes: NodeRecord[];
   workloads: WorkloadRecord[];
@@ -69,7 +72,7 @@ export function livenessOf(
   node: NodeRecord,
   config: DetectionConfig,
 ): NodeLiveness {
-  const heard = snapshot.lastHeartbeatAt[node.name] ?? snapshot.startedAt;
+  const heard = Math.max(snapshot.lastHeartbeatAt[node.name] ?? 0, snapshot.startedAt);
   const silentMs = snapshot.now - heard;
   if (silentMs >= config.downAfterMs) return 'down';
   // A node never heard from is not "suspect": it has not joined yet.
