@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # qemu-nbd), nbdkit, fio (nbd engine), e2fsprogs (mkfs.ext4, e2fsck), fuse3 and fuse2fs for unprivileged mounts.
 # Store: etcd-server (etcd 3.4), the real etcd that the etcd backend's contract tests start.
 # Hosts: nftables (nft), the packet filter inside the network namespaces of test/hosts (partitions).
-apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables)
+# VIPs: iputils-arping (arping -D probes for another holder, arping -U sends gratuitous ARP; the
+# agent's VIP endpoints and test/vip.test.ts).
+apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables iputils-arping)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,6 +13,7 @@ import {
 import { dirname } from 'node:path';
 import type { WorkloadSpec } from '../core/spec.js';
 import type { InstanceHandle } from './drivers/driver.js';
+import type { HeldVip } from './vip.js';
 
 export interface PersistedInstance {
   epoch: number;
@@ -28,6 +29,8 @@ export interface AgentState {
   instances: Record<string, PersistedInstance>;
   /** Instances stopped because their volume was fenced, by workload: the epoch they stopped at. */
   fenced?: Record<string, number>;
+  /** Virtual IPs this node holds or may hold (an add was tried): removed after a restart unless wanted. */
+  vips?: HeldVip[];
 }
 
 export function loadAgentState(path: string): AgentState {
@@ -37,6 +40,7 @@ export function loadAgentState(path: string): AgentState {
       highestEpochs: value.highestEpochs ?? {},
       instances: value.instances ?? {},
       ...(value.fenced === undefined ? {} : { fenced: value.fenced }),
+      ...(value.vips === undefined ? {} : { vips: value.vips }),
       ...(value.clusterId ? { clusterId: value.clusterId } : {}),
     };
   } catch (err) {

@@ -18,6 +18,11 @@ import type { Driver, InstanceHandle } from './drivers/driver.js';
 import { InstanceRunner } from './instance-runner.js';
 import type { ProbeRunner } from './probes/probe.js';
 import { agentFenceTimeoutMsDefault, SelfFence } from './self-fence.js';
+import { instanceEnv } from './instance-env.js';
+import type { VipManager } from './vip.js';
+import { connectVips, type VipKeeper } from './vip-keeper.js';
+
+export { instanceEnv } from './instance-env.js';
 
 /** File-system and port work the agent needs, as a port so the simulator can supply its own. */
 export interface AgentHost {
@@ -59,6 +64,8 @@ export interface AgentCoreOptions {
    * self-fences it and stops its instance (self-fence.ts). Default agentFenceTimeoutMsDefault.
    */
   fenceTimeoutMs?: number;
+  /** This node's virtual IPs (vip.ts); without it, VIP endpoints get no address here. */
+  vips?: VipManager;
   send(message: AgentMessage): void;
 }
 
@@ -70,13 +77,22 @@ export class AgentCore {
   private appliedRevision = 0;
   private reportSeq = 0;
   private readonly selfFence: SelfFence;
+  private readonly vipKeeper: VipKeeper | undefined;
 
   constructor(private readonly options: AgentCoreOptions) {
     this.state = options.env.loadState();
-    this.selfFence = new SelfFence(
-      options.fenceTimeoutMs ?? agentFenceTimeoutMsDefault,
-      options.clock.now(),
-    );
+    const fenceTimeoutMs = options.fenceTimeoutMs ?? agentFenceTimeoutMsDefault;
+    this.selfFence = new SelfFence(fenceTimeoutMs, options.clock.now());
+    if (options.vips !== undefined)
+      this.vipKeeper = connectVips(options.vips, {
+        clock: options.clock,
+        logger: options.logger,
+        fenceTimeoutMs,
+        state: this.state,
+        persist: () => this.persist(),
+        silentMs: () => this.selfFence.silentMs(options.clock.now()),
+        runners: () => this.runners.values(),
+      });
   }
 
   /** The controller answered a keep-alive (messages count by themselves). */
@@ -115,6 +131,7 @@ export class AgentCore {
         },
       );
     }
+    this.vipKeeper?.start();
   }
 
   /** The revision of the newest assignment set taken (heartbeats report it). */
@@ -159,6 +176,7 @@ export class AgentCore {
         return;
       }
       this.appliedRevision = message.revision;
+      this.vipKeeper?.assigned(message.assignments);
       this.chain = this.chain
         .then(() => this.apply(message.assignments, message.epochs, message.volumes))
         .catch((err: unknown) =>
@@ -253,6 +271,7 @@ export class AgentCore {
       if (!uses || runner.epoch !== epoch || this.state.fenced?.[workload] === epoch) continue;
       this.state.fenced = { ...this.state.fenced, [workload]: epoch };
       this.persist();
+      this.vipKeeper?.refresh();
       this.options.logger.log('warn', 'volume fenced: stopping its instance', {
         workload,
         volume,
@@ -365,12 +384,14 @@ export class AgentCore {
         logger: this.options.logger.child({ workload }),
         startupProbeIntervalMs: this.options.startupProbeIntervalMs ?? 50,
         startupTimeoutMs: this.options.startupTimeoutMs ?? 30_000,
-        report: (status) =>
+        report: (status) => {
           this.options.send({
             type: 'instance',
             seq: ++this.reportSeq,
             status: this.withFenced(status),
-          }),
+          });
+          this.vipKeeper?.refresh();
+        },
         isCurrent: (e) =>
           this.options.checkEpochs === false || e >= (this.state.highestEpochs[workload] ?? 0),
         changed: () => this.persist(),
@@ -407,26 +428,7 @@ export class AgentCore {
   /** Agent shutdown: timers stop, instances keep running for the next agent to re-attach. */
   detach(): void {
     for (const runner of this.runners.values()) runner.detach();
+    this.vipKeeper?.close();
+    this.options.vips?.close();
   }
-}
-
-export function instanceEnv(
-  node: string,
-  workload: string,
-  epoch: number,
-  spec: Assignment['spec'],
-  ports: Record<string, number>,
-): Record<string, string> {
-  const env: Record<string, string> = {
-    CONTINUUM_NODE: node,
-    CONTINUUM_WORKLOAD: workload,
-    CONTINUUM_EPOCH: String(epoch),
-  };
-  spec.endpoints.forEach((endpoint, i) => {
-    const port = ports[endpoint.name];
-    if (port === undefined) return;
-    env[`CONTINUUM_PORT_${endpoint.name.toUpperCase().replace(/-/g, '_')}`] = String(port);
-    if (i === 0) env.PORT = String(port);
-  });
-  return env;
 }

@@ -21,6 +21,9 @@ import { VolumeServerClient } from './volume-client.js';
 import { formatListenAddress, parseListenAddress } from './volume-replication.js';
 import { realProbeRunner } from './probes/probe-runner.js';
 import { AgentSession } from './session.js';
+import { agentFenceTimeoutMsDefault } from './self-fence.js';
+import { VipManager, vipTakeoverMarginMs } from './vip.js';
+import { realCommandRunner } from './vip-commands.js';
 
 export const agentVersion = '0.1.0';
 
@@ -117,7 +120,9 @@ function fileHost(dataDir: string, address: string, node: string): AgentHost {
     },
     async allocatePorts(spec) {
       const ports: Record<string, number> = {};
-      for (const endpoint of spec.endpoints) ports[endpoint.name] = await freePort(address);
+      // A VIP endpoint is served on the VIP itself, with no proxy to map ports: its own port.
+      for (const endpoint of spec.endpoints)
+        ports[endpoint.name] = endpoint.vip === undefined ? await freePort(address) : endpoint.port;
       return ports;
     },
     loadState: () => loadAgentState(statePath),
@@ -182,6 +187,15 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   });
   // The core needs a way to send before the session exists; it only sends once the session runs.
   const link: { session?: AgentSession } = {};
+  const fenceTimeoutMs = options.fenceTimeoutMs ?? agentFenceTimeoutMsDefault;
+  const vips = new VipManager({
+    runner: realCommandRunner,
+    logger: options.logger.child({ component: 'vip' }),
+    clock: systemClock,
+    // A holder cut off from the controller withdraws after fenceTimeoutMs; one that still answers
+    // past this wait is taken over all the same (its agent is gone, say).
+    takeoverWaitMs: fenceTimeoutMs + vipTakeoverMarginMs,
+  });
   const core = new AgentCore({
     node: options.node,
     host: options.address,
@@ -192,7 +206,8 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     clock: systemClock,
     logger: options.logger,
     env: fileHost(options.dataDir, options.address, options.node),
-    ...(options.fenceTimeoutMs === undefined ? {} : { fenceTimeoutMs: options.fenceTimeoutMs }),
+    fenceTimeoutMs,
+    vips,
     send: (message) => link.session?.send(message),
   });
   await core.recover();

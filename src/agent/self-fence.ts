@@ -39,6 +39,11 @@ export class SelfFence {
     this.connected = true;
   }
 
+  /** How long no controller has been heard (VIPs are withdrawn past fenceTimeoutMs). */
+  silentMs(now: number): number {
+    return Math.max(0, now - this.lastHeardAt);
+  }
+
   /** The session to the controller closed (it reconnects on its own). */
   lost(): void {
     this.connected = false;

@@ -101,6 +101,7 @@ export function routesOf(state: ViewState): Route[] {
     const serving =
       live && instance !== undefined && instance.epoch === w.epoch && instance.state === 'healthy';
     for (const endpoint of w.spec.endpoints) {
+      if (endpoint.vip !== undefined) continue; // Served on its virtual IP, no proxy (docs/vip.md).
       const port = serving ? instance.ports[endpoint.name] : undefined;
       routes.push({
         workload: w.name,

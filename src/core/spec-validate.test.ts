@@ -105,6 +105,18 @@ describe('validateSpec: a valid spec', () => {
     assert.equal(cache.availability.priority, 100);
   });
 
+  it('accepts a VIP endpoint, its port checked against the VIP rather than the host', () => {
+    const spec = fullSpec();
+    spec.workloads[0].endpoints[0].vip = { address: '10.0.0.5/24', interface: 'eth0' };
+    spec.workloads[1].endpoints[0].port = 8080; // On 127.0.0.1, while web serves 10.0.0.5:8080.
+    const result = validateSpec(spec);
+    assert.ok(result.ok, JSON.stringify(result.ok ? '' : result.problems));
+    assert.deepEqual(result.spec.workloads[0]?.endpoints[0]?.vip, {
+      address: '10.0.0.5/24',
+      interface: 'eth0',
+    });
+  });
+
   it('accepts an empty document as an empty cluster', () => {
     const result = validateSpec(null);
     assert.ok(result.ok);
@@ -412,6 +424,42 @@ const malformed: MalformedCase[] = [
     name: 'a number as a label value',
     mutate: (s) => (s.nodes[0].labels.disk = 1),
     expected: [['nodes[0].labels.disk', /expected a label value of at most 63 characters, got 1/]],
+  },
+  {
+    name: 'a VIP without its prefix length',
+    mutate: (s) => (s.workloads[0].endpoints[0].vip = { address: '10.0.0.5' }),
+    expected: [
+      [
+        `${w0}.endpoints[0].vip.address`,
+        /expected an IPv4 address with its prefix length, like "192\.168\.1\.50\/24".*, got "10\.0\.0\.5"$/,
+      ],
+    ],
+  },
+  {
+    name: 'a VIP that names its network',
+    mutate: (s) => (s.workloads[0].endpoints[0].vip = { address: '10.0.0.0/24' }),
+    expected: [
+      [`${w0}.endpoints[0].vip.address`, /not a network, broadcast.*got "10\.0\.0\.0\/24"/],
+    ],
+  },
+  {
+    name: 'a VIP interface that is no interface name',
+    mutate: (s) =>
+      (s.workloads[0].endpoints[0].vip = { address: '10.0.0.5/24', interface: 'eth0; reboot' }),
+    expected: [[`${w0}.endpoints[0].vip.interface`, /expected a network interface name of 1-15/]],
+  },
+  {
+    name: 'the same VIP in two workloads',
+    mutate: (s) => {
+      s.workloads[0].endpoints[0].vip = { address: '10.0.0.5/24' };
+      s.workloads[1].endpoints[0].vip = { address: '10.0.0.5/24' };
+    },
+    expected: [
+      [
+        `${w1}.endpoints[0].vip.address`,
+        /expected an address of this workload only: 10\.0\.0\.5 is the VIP of workload "web"/,
+      ],
+    ],
   },
 ];
 

@@ -5,6 +5,8 @@ import type { z } from 'zod';
 import {
   clusterSpecSchema,
   isReplicated,
+  vipIp,
+  vipProblems,
   type Capacity,
   type ClusterSpec,
   type WorkloadSpec,
@@ -197,21 +199,23 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
     );
     workload.endpoints.forEach((endpoint, j) => {
       const path = `workloads[${i}].endpoints[${j}].port`;
+      // A VIP endpoint is served on the VIP itself; no redirector binds its host.
+      const host = vipIp(endpoint.vip) ?? endpoint.host;
       // 0.0.0.0 binds every address, so it collides with any host on the same port.
       const owner = ports.find(
         (p) =>
           p.port === endpoint.port &&
-          (p.host === endpoint.host || p.host === '0.0.0.0' || endpoint.host === '0.0.0.0'),
+          (p.host === host || p.host === '0.0.0.0' || host === '0.0.0.0'),
       );
       if (owner !== undefined) {
         problems.push({
           path,
-          message: `expected a free port: ${endpoint.host}:${endpoint.port} is already used by ${owner.path}`,
+          message: `expected a free port: ${host}:${endpoint.port} is already used by ${owner.path}`,
         });
-      } else ports.push({ host: endpoint.host, port: endpoint.port, path });
+      } else ports.push({ host, port: endpoint.port, path });
     });
   });
-  return problems;
+  return [...problems, ...vipProblems(spec.workloads)];
 }
 
 interface WorkloadContext {

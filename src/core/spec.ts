@@ -86,9 +86,58 @@ export const resourcesSchema = z.strictObject({
     .default(0),
 });
 
+/** An IPv4 address with its prefix length, "a.b.c.d/len", as `ip addr add` takes it. */
+const vipAddressRegex = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const vipAddressExpected =
+  'expected an IPv4 address with its prefix length, like "192.168.1.50/24" (not a network, ' +
+  'broadcast, loopback, multicast or unspecified address)';
+
+/** The parts of a VIP address, or undefined when it is not one a host may hold. */
+export function parseVipAddress(
+  text: string,
+): { ip: string; prefixLength: number; value: number } | undefined {
+  const match = vipAddressRegex.exec(text);
+  if (match === null) return undefined;
+  const octets = match.slice(1, 5).map(Number);
+  const prefixLength = Number(match[5]);
+  if (octets.some((o) => o > 255) || prefixLength < 1 || prefixLength > 32) return undefined;
+  const [first] = octets as [number];
+  if (first === 0 || first === 127 || first >= 224) return undefined;
+  const value = octets.reduce((sum, octet) => sum * 256 + octet, 0);
+  // Below /31 the lowest and highest addresses of the subnet name the network and its broadcast.
+  const size = 2 ** (32 - prefixLength);
+  const offset = value % size;
+  if (prefixLength < 31 && (offset === 0 || offset === size - 1)) return undefined;
+  return { ip: octets.join('.'), prefixLength, value };
+}
+
+const interfaceExpected =
+  'expected a network interface name of 1-15 letters, digits, ".", "_" or "-"';
+
+/**
+ * A virtual IP: the agent of the active instance adds it to its interface and announces it with
+ * gratuitous ARP; a stopped or fenced instance's agent removes it (docs/vip.md).
+ */
+export const vipSpecSchema = z.strictObject(
+  {
+    address: z
+      .string({ error: vipAddressExpected })
+      .refine((text) => parseVipAddress(text) !== undefined, { error: vipAddressExpected }),
+    /** Default: the interface whose subnet holds the address (or the route to it). */
+    interface: z
+      .string({ error: interfaceExpected })
+      .regex(/^[A-Za-z0-9._-]{1,15}$/, { error: interfaceExpected })
+      .optional(),
+  },
+  { error: 'expected a map with address (and optionally interface)' },
+);
+
 export const endpointSpecSchema = z.strictObject({
   name: nameSchema,
-  /** The stable port the redirector listens on for this endpoint. */
+  /**
+   * The stable port the redirector listens on for this endpoint; with a VIP, the port the
+   * instance itself listens on (on the VIP), since no proxy is in the path.
+   */
   port: z
     .number({ error: 'expected a TCP port number' })
     .int({ error: 'expected a TCP port number' })
@@ -96,6 +145,8 @@ export const endpointSpecSchema = z.strictObject({
     .max(65535, { error: 'expected a TCP port between 1 and 65535' }),
   /** The address the redirector binds; loopback unless told otherwise. */
   host: z.ipv4({ error: 'expected an IPv4 address' }).default('127.0.0.1'),
+  /** A virtual IP that follows the active instance instead of a redirector route. */
+  vip: vipSpecSchema.optional(),
 });
 
 const probeCommon = {
@@ -247,12 +298,53 @@ export const clusterSpecSchema = z.strictObject({
   workloads: listOf(workloadSpecSchema, 'workloads').default([]),
 });
 
+/** The IP of an endpoint's VIP (without its prefix length), or undefined for a proxied endpoint. */
+export function vipIp(vip: VipSpec | undefined): string | undefined {
+  return vip === undefined ? undefined : parseVipAddress(vip.address)?.ip;
+}
+
+/**
+ * A VIP belongs to one workload (it moves with that workload's active instance); the endpoints
+ * of one workload may share it, on different ports, only with the same prefix and interface.
+ * Problems come as { path, message }, like the rest of the spec's validation (spec-validate.ts).
+ */
+export function vipProblems(
+  workloads: readonly WorkloadSpec[],
+): { path: string; message: string }[] {
+  const problems: { path: string; message: string }[] = [];
+  const seen = new Map<string, { workload: string; vip: VipSpec; path: string }>();
+  workloads.forEach((workload, i) =>
+    workload.endpoints.forEach((endpoint, j) => {
+      const ip = vipIp(endpoint.vip);
+      if (ip === undefined || endpoint.vip === undefined) return;
+      const path = `workloads[${i}].endpoints[${j}].vip`;
+      const first = seen.get(ip);
+      if (first === undefined) seen.set(ip, { workload: workload.name, vip: endpoint.vip, path });
+      else if (first.workload !== workload.name)
+        problems.push({
+          path: `${path}.address`,
+          message: `expected an address of this workload only: ${ip} is the VIP of workload "${first.workload}" (${first.path})`,
+        });
+      else if (
+        first.vip.address !== endpoint.vip.address ||
+        first.vip.interface !== endpoint.vip.interface
+      )
+        problems.push({
+          path,
+          message: `expected the same address and interface as ${first.path}, which shares ${ip}`,
+        });
+    }),
+  );
+  return problems;
+}
+
 export type SiteSpec = z.infer<typeof siteSpecSchema>;
 export type NodeSpec = z.infer<typeof nodeSpecSchema>;
 export type Capacity = z.infer<typeof capacitySchema>;
 export type NodeRole = z.infer<typeof nodeRoleSchema>;
 export type Resources = z.infer<typeof resourcesSchema>;
 export type EndpointSpec = z.infer<typeof endpointSpecSchema>;
+export type VipSpec = z.infer<typeof vipSpecSchema>;
 export type ProbeSpec = z.infer<typeof probeSpecSchema>;
 export type RestartPolicy = z.infer<typeof restartPolicySchema>;
 export type Placement = z.infer<typeof placementSchema>;
