@@ -77,7 +77,8 @@ export class Controller {
   private leaderSince = 0;
   /** When a pass found the previous one far too long ago: this process was paused until then. */
   private resumedAt = 0;
-  private lastPassAt = 0;
+  /** The watchdog that notices pauses of this process (see noticePause). */
+  private watchdog: object | undefined;
   /** Writes the store refused because this controller no longer held the leader key. */
   writesRefusedNotLeader = 0;
 
@@ -120,6 +121,7 @@ export class Controller {
 
   async start(): Promise<void> {
     this.startedAt = this.clock.now();
+    this.startWatchdog();
     for (const prefix of [keys.prefixes.nodes, keys.prefixes.workloads, keys.prefixes.instances]) {
       this.watches.push(
         this.store.watch(prefix, {}, (batch) => {
@@ -195,21 +197,25 @@ export class Controller {
   }
 
   /**
-   * Passes run every reconcileIntervalMs; a gap of two heartbeat intervals more means this process
-   * was not running (SIGSTOP, a long pause, an overloaded host): the heartbeats that arrived
-   * meanwhile are still unread, so what it last heard says nothing about the nodes.
+   * A timer of its own, never moved by pokes, fires every reconcileIntervalMs; one that fires more
+   * than two heartbeat intervals late means this process did not run (SIGSTOP, a long pause, a
+   * frozen host). The heartbeats that arrived meanwhile are still unread, so what it last heard
+   * says nothing about the nodes. A slow store delays passes, not this timer: it hides nothing.
    */
-  private noticePause(now: number): void {
-    const gapMs = now - this.lastPassAt;
-    const previous = this.lastPassAt;
-    this.lastPassAt = now;
-    if (
-      previous === 0 ||
-      gapMs <= this.config.reconcileIntervalMs + 2 * this.config.heartbeatIntervalMs
-    )
-      return;
-    this.resumedAt = now;
-    this.logger.log('warn', 'the controller was paused; node silence counts from now', { gapMs });
+  private startWatchdog(): void {
+    const intervalMs = this.config.reconcileIntervalMs;
+    const dueAt = this.clock.now() + intervalMs;
+    this.watchdog = this.clock.setTimeout(() => {
+      if (this.stopped) return;
+      const lateMs = this.clock.now() - dueAt;
+      if (lateMs > 2 * this.config.heartbeatIntervalMs) {
+        this.resumedAt = this.clock.now();
+        this.logger.log('warn', 'the controller was paused; node silence counts from now', {
+          lateMs,
+        });
+      }
+      this.startWatchdog();
+    }, intervalMs);
   }
 
   /**
@@ -229,6 +235,7 @@ export class Controller {
     this.stopped = true;
     for (const watch of this.watches.splice(0)) watch.cancel();
     await this.leadership?.stop();
+    if (this.watchdog !== undefined) this.clock.clearTimeout(this.watchdog);
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.sessions.closeAll('controller stopping');
     this.volumes.close();
@@ -264,7 +271,6 @@ export class Controller {
   reconcile(): Promise<void> {
     return this.exclusive(async () => {
       if (!this.isLeader) return;
-      this.noticePause(this.clock.now());
       let state = await this.currentState();
       const now = this.clock.now();
       const decisions = decide(
@@ -282,7 +288,13 @@ export class Controller {
         const txn = decisionTxn(state, decision, now, this.config.avoidNodeMs);
         if (txn === undefined) continue;
         const result = await this.store.txn(txn);
-        if (!result.ok) break; // Something changed under us: decide again on fresh state.
+        if (!result.ok) {
+          // Something changed under us: decide again on fresh state, read afresh even if the
+          // change feed has not said so yet (a watch on an etcd member that vanished is slow to
+          // notice).
+          this.invalidate();
+          break;
+        }
         wrote = true;
         // A node heard from again after silence may have missed sets sent meanwhile: send afresh.
         if (decision.type === 'liveness' && decision.to === 'up')

@@ -178,7 +178,8 @@ function serveAgent(controller: Controller, ws: WebSocket, logger: Logger): void
   let node: string | undefined;
   const channel: AgentChannel = {
     send: (message) => ws.send(JSON.stringify(message)),
-    close: (code, reason) => ws.close(code, reason),
+    // A WebSocket close reason holds at most 123 bytes.
+    close: (code, reason) => ws.close(code, Buffer.from(reason).subarray(0, 120).toString()),
   };
   let chain: Promise<void> = Promise.resolve();
   ws.on('message', (data) => {

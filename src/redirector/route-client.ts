@@ -23,8 +23,8 @@ export interface RouteClientOptions {
   reconnectDelayMsMax?: number;
   /**
    * A stream silent for this long is dropped and followed again (the controller sends a keep-alive
-   * comment every 15 s), so a controller host that vanished without a reset is noticed. This only
-   * reconnects: the table in force is kept.
+   * comment every second), so a controller host that vanished without a reset is noticed, as
+   * agents notice it (3 s). This only reconnects: the table in force is kept.
    */
   streamIdleTimeoutMs?: number;
   /** The longest SSE event accepted, in UTF-16 characters. */
@@ -41,7 +41,7 @@ type RouteClientLimits = Required<
 export const routeClientDefaults: RouteClientLimits = {
   reconnectDelayMsInitial: 100,
   reconnectDelayMsMax: 2000,
-  streamIdleTimeoutMs: 45_000,
+  streamIdleTimeoutMs: 3000,
   eventCharsMax: 16 * 1024 * 1024,
 };
 

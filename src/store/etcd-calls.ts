@@ -22,7 +22,7 @@ import { storeClosedError } from './store-support.js';
 export type CallSafety = 'repeatable' | 'write';
 
 export interface CallAttempt {
-  /** The gRPC deadline of this try: the store call's deadline, shared by all its tries. */
+  /** The gRPC deadline of this try: etcdTryTimeoutMs, within the store call's deadline. */
   options: { deadline: Date };
   /** Whether an earlier try of this call may have reached etcd (its outcome unknown). */
   earlierAmbiguous: boolean;
@@ -37,6 +37,8 @@ const notSentPatterns = [
   'etcdserver: no leader',
   'etcdserver: too many requests',
   'etcdserver: not capable',
+  // The member was passed over (etcd.ts: memberAvoidMs) after it let a try time out.
+  'circuit breaker is open',
 ];
 
 export class EtcdCalls {
@@ -44,6 +46,7 @@ export class EtcdCalls {
     private readonly settings: {
       endpoints: string[];
       etcdCallTimeoutMs: number;
+      etcdTryTimeoutMs: number;
       callRetryBackoffMsMax: number;
     },
     private readonly isClosed: () => boolean,
@@ -69,7 +72,8 @@ export class EtcdCalls {
     }
     for (;;) {
       try {
-        return await attempt({ options: { deadline: new Date(deadlineMs) }, earlierAmbiguous });
+        const tryDeadlineMs = Math.min(deadlineMs, Date.now() + this.settings.etcdTryTimeoutMs);
+        return await attempt({ options: { deadline: new Date(tryDeadlineMs) }, earlierAmbiguous });
       } catch (error) {
         const kind = failureKind(error);
         if (kind === 'answered') throw this.answeredError(call, error);

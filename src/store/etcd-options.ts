@@ -17,6 +17,14 @@ export interface EtcdStoreOptions {
   prefix: string;
   /** Deadline of one store call against etcd, retries included; then CONTINUUM_ERR_UNAVAILABLE. */
   etcdCallTimeoutMs?: number;
+  /**
+   * Deadline of one try of a call. A member whose host vanished (no reset, no answer) holds a
+   * try until this passes; the next try goes to another member, and that member is avoided for
+   * memberAvoidMs. A read is then tried again; a write rejects with its outcome unknown.
+   */
+  etcdTryTimeoutMs?: number;
+  /** How long a member that let a try time out (or refused connections) is passed over. */
+  memberAvoidMs?: number;
   /** Longest pause between two tries of a call that etcd did not receive. */
   callRetryBackoffMsMax?: number;
   /** Longest pause before a broken watch stream is opened again. */
@@ -42,6 +50,8 @@ export interface EtcdStoreSettings {
   endpoints: string[];
   prefix: string;
   etcdCallTimeoutMs: number;
+  etcdTryTimeoutMs: number;
+  memberAvoidMs: number;
   callRetryBackoffMsMax: number;
   watchRetryBackoffMsMax: number;
   txnOpsMax: number;
@@ -54,6 +64,9 @@ export interface EtcdStoreSettings {
 
 /** Long enough to ride over an etcd leader election (about 1.5 s with etcd's defaults). */
 export const etcdCallTimeoutMsDefault = 5000;
+/** Far above an etcd write's usual milliseconds, short enough to leave time for two more tries. */
+export const etcdTryTimeoutMsDefault = 1500;
+export const memberAvoidMsDefault = 1000;
 export const callRetryBackoffMsMin = 25;
 export const callRetryBackoffMsMaxDefault = 500;
 export const watchRetryBackoffMsMin = 50;
@@ -76,6 +89,16 @@ export function etcdStoreSettings(options: EtcdStoreOptions): EtcdStoreSettings 
       'etcdCallTimeoutMs',
       options.etcdCallTimeoutMs,
       etcdCallTimeoutMsDefault,
+    ),
+    etcdTryTimeoutMs: positiveIntegerOption(
+      'etcdTryTimeoutMs',
+      options.etcdTryTimeoutMs,
+      etcdTryTimeoutMsDefault,
+    ),
+    memberAvoidMs: positiveIntegerOption(
+      'memberAvoidMs',
+      options.memberAvoidMs,
+      memberAvoidMsDefault,
     ),
     callRetryBackoffMsMax: positiveIntegerOption(
       'callRetryBackoffMsMax',

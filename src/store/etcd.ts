@@ -9,8 +9,8 @@
 //   - a watch is one etcd watch stream that resumes after reconnects (etcd-watch.ts).
 //   - leases are etcd leases on etcd's real time, in whole seconds, 2 s at least (etcd-leases.ts).
 //   - calls have one deadline each and retry only when it is safe (etcd-calls.ts).
-import { Etcd3 } from 'etcd3';
-import { noop } from 'cockatiel';
+import { Etcd3, GRPCDeadlineExceededError } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop } from 'cockatiel';
 import { ContinuumError, isContinuumError } from '../core/errors.js';
 import type { JournalEvent, NewEvent } from '../core/model.js';
 import { EtcdCalls } from './etcd-calls.js';
@@ -102,15 +102,24 @@ export class EtcdStore implements StateStore {
       hosts: settings.endpoints,
       // No circuit breaker and no blind retries in the client: EtcdCalls retries what is safe,
       // within the call's deadline (see etcd-calls.ts for why).
-      faultHandling: { host: () => noop, global: noop },
+      // One breaker per member, open for memberAvoidMs after one try that timed out or could not
+      // connect: the next tries go to the other members at once (a crashed host answers nothing).
+      faultHandling: {
+        host: () =>
+          circuitBreaker(handleWhen(memberUnreachable), {
+            halfOpenAfter: settings.memberAvoidMs,
+            breaker: new ConsecutiveBreaker(1),
+          }),
+        global: noop,
+      },
       grpcOptions: {
         // Reconnect soon after etcd is back rather than after grpc's default backoff (up to 120 s).
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
         // Find a silently dead connection (a partitioned host) under a long-lived watch stream.
         // etcd refuses pings more often than its --grpc-keepalive-min-time (5 s).
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5000,
+        'grpc.keepalive_time_ms': 6000,
+        'grpc.keepalive_timeout_ms': 2000,
         'grpc.max_receive_message_length': responseBytesMax,
       },
     });
@@ -386,4 +395,13 @@ export class EtcdStore implements StateStore {
   private assertOpen(): void {
     if (this.closed) throw storeClosedError(this.backend);
   }
+}
+
+/** A try that proves nothing about etcd but that this member did not answer. */
+function memberUnreachable(error: Error): boolean {
+  return (
+    error instanceof GRPCDeadlineExceededError ||
+    error.message.includes('No connection established') ||
+    error.message.includes('ECONNREFUSED')
+  );
 }

@@ -26,7 +26,16 @@ export interface ApiOptions {
   apiToken: string;
   /** Keep-alive comment period on push channels. */
   keepAliveMs?: number;
+  /**
+   * Keep-alive period of the route stream: redirectors drop a silent stream after three of these
+   * (route-client.ts streamIdleTimeoutMs), so they leave a controller host that vanished in
+   * seconds, as agents do.
+   */
+  routesKeepAliveMs?: number;
 }
+
+/** One comment a second per redirector: cheap, and a vanished controller is noticed in 3 s. */
+export const routesKeepAliveMsDefault = 1000;
 
 const switchoverBody = z.strictObject({ to: z.string().min(1).optional() }).default({});
 const maintenanceBody = z.strictObject({
@@ -43,6 +52,7 @@ const eventsQuery = z.strictObject({
 export function createApi(controller: Controller, options: ApiOptions): Hono {
   const app = new Hono();
   const keepAliveMs = options.keepAliveMs ?? 15_000;
+  const routesKeepAliveMs = options.routesKeepAliveMs ?? routesKeepAliveMsDefault;
   app.onError((err, c) => {
     const error = isContinuumError(err)
       ? err
@@ -224,14 +234,17 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
         unsubscribe();
         wake?.();
       });
-      while (!stream.aborted) {
+      // A controller that stops leading ends the stream: the redirector follows the new leader.
+      while (!stream.aborted && controller.isLeader) {
         if (dirty) {
           dirty = false;
           await stream.writeSSE({ event: 'routes', data: JSON.stringify(controller.routes()) });
         }
-        await waitFor(keepAliveMs, (resolve) => (wake = resolve));
-        if (!dirty && !stream.aborted) await stream.write(': keep-alive\n\n');
+        await waitFor(routesKeepAliveMs, (resolve) => (wake = resolve));
+        if (!dirty && !stream.aborted && controller.isLeader)
+          await stream.write(': keep-alive\n\n');
       }
+      unsubscribe();
     }),
   );
   return app;
