@@ -5,53 +5,19 @@
 // fails over, and the side of a partition without an etcd quorum decides nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { demoServicePath, scanWorkloads, waitFor } from './harness/cluster.js';
-import { NsCluster, nsClusterMissingReason, unixRequest } from './harness/ns-cluster.js';
+import { scanWorkloads, waitFor } from './harness/cluster.js';
+import {
+  multihostDemoSpec,
+  NsCluster,
+  nsClusterMissingReason,
+  unixRequest,
+} from './harness/ns-cluster.js';
 
 const leaseMs = 2000;
 /** Lease expiry, then a follower's next look and its election; generous for 2 shared cores. */
 const takeoverBoundMs = leaseMs + 4000;
 const endpointPort = 18080;
 const skip = nsClusterMissingReason();
-
-function spec() {
-  const node = (name: string, role: 'production' | 'spare') => ({
-    name,
-    site: 'lab',
-    role,
-    capacity: { cpu: 2, memoryMiB: 2048 },
-  });
-  return {
-    apiVersion: 'continuum/v1',
-    sites: [{ name: 'lab' }],
-    nodes: [node('h0', 'production'), node('h1', 'production'), node('h2', 'spare')],
-    workloads: [
-      {
-        name: 'kv',
-        driver: 'process',
-        process: {
-          command: [process.execPath, demoServicePath],
-          env: { HOST: '0.0.0.0' },
-          stopGraceMs: 2000,
-        },
-        resources: { cpu: 1, memoryMiB: 256 },
-        endpoints: [{ name: 'http', port: endpointPort, host: '127.0.0.1' }],
-        probes: [
-          {
-            name: 'health',
-            type: 'http',
-            endpoint: 'http',
-            path: '/health',
-            expectStatus: 200,
-            intervalMs: 500,
-            timeoutMs: 1000,
-            failureThreshold: 2,
-          },
-        ],
-      },
-    ],
-  };
-}
 
 /** What answers through a socket: the kv service's node, epoch and pid, or undefined. */
 async function infoAt(
@@ -78,7 +44,11 @@ async function served(socket: string): Promise<string | undefined> {
 async function startCluster(): Promise<{ cluster: NsCluster; endpoint: string }> {
   const cluster = await NsCluster.start({ hosts: 3, leaderLeaseMs: leaseMs });
   try {
-    const applied = await cluster.api('POST', '/v1/apply', spec());
+    const applied = await cluster.api(
+      'POST',
+      '/v1/apply',
+      multihostDemoSpec(cluster.members.length, endpointPort),
+    );
     assert.equal(applied.status, 200, JSON.stringify(applied.body));
     const endpoint = cluster.startRedirector(endpointPort);
     await waitFor('kv to serve through the redirector', 30_000, async () => {

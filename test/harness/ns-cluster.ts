@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { etcdMissingReason } from '../../src/store/etcd-process.js';
 import { createHosts, hostsMissingReason, type Host, type Hosts } from '../hosts/hosts.js';
-import { cliPath, waitFor } from './cluster.js';
+import { cliPath, demoServicePath, waitFor } from './cluster.js';
 
 export const apiPort = 7400;
 const etcdClientPort = 2379;
@@ -35,6 +35,8 @@ export interface NsClusterOptions {
   hosts?: number;
   leaderLeaseMs?: number;
   fenceTimeoutMs?: number;
+  /** Start of the namespaces' names (default mh). */
+  name?: string;
 }
 
 export interface Reply<T> {
@@ -119,8 +121,9 @@ export class NsCluster {
       hosts: options.hosts ?? 3,
       leaderLeaseMs: options.leaderLeaseMs ?? 2000,
       fenceTimeoutMs: options.fenceTimeoutMs ?? 3000,
+      name: options.name ?? 'mh',
     };
-    const hosts = await createHosts({ count: settings.hosts, name: 'mh' });
+    const hosts = await createHosts({ count: settings.hosts, name: settings.name });
     let cluster: NsCluster | undefined;
     try {
       const client = await hosts.addClient();
@@ -420,4 +423,47 @@ export class NsCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The demo on these hosts: nodes h0..h(count-1), the last a spare, and the kv service listening on
+ * every address (the redirector in the client namespace reaches it at its node's address).
+ */
+export function multihostDemoSpec(count: number, endpointPort: number) {
+  const nodes = Array.from({ length: count }, (_, i) => ({
+    name: `h${i}`,
+    site: 'lab',
+    role: i === count - 1 ? ('spare' as const) : ('production' as const),
+    capacity: { cpu: 2, memoryMiB: 2048 },
+  }));
+  return {
+    apiVersion: 'continuum/v1',
+    sites: [{ name: 'lab' }],
+    nodes,
+    workloads: [
+      {
+        name: 'kv',
+        driver: 'process',
+        process: {
+          command: [process.execPath, demoServicePath],
+          env: { HOST: '0.0.0.0' },
+          stopGraceMs: 2000,
+        },
+        resources: { cpu: 1, memoryMiB: 256 },
+        endpoints: [{ name: 'http', port: endpointPort, host: '127.0.0.1' }],
+        probes: [
+          {
+            name: 'health',
+            type: 'http',
+            endpoint: 'http',
+            path: '/health',
+            expectStatus: 200,
+            intervalMs: 500,
+            timeoutMs: 1000,
+            failureThreshold: 2,
+          },
+        ],
+      },
+    ],
+  };
 }
