@@ -47,7 +47,10 @@ async function startCluster(): Promise<{ cluster: NsCluster; endpoint: string }>
     const applied = await cluster.api(
       'POST',
       '/v1/apply',
-      multihostDemoSpec(cluster.members.length, endpointPort),
+      multihostDemoSpec(
+        cluster.nodeMembers.map((h) => h.name),
+        endpointPort,
+      ),
     );
     assert.equal(applied.status, 200, JSON.stringify(applied.body));
     const endpoint = cluster.startRedirector(endpointPort);

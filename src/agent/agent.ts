@@ -134,6 +134,11 @@ export class AgentCore {
     this.vipKeeper?.start();
   }
 
+  /** The sequence number of the last instance report sent (hellos and heartbeats carry it). */
+  get lastReportSeq(): number {
+    return this.reportSeq;
+  }
+
   /** The revision of the newest assignment set taken (heartbeats report it). */
   get assignmentsRevision(): number {
     return this.appliedRevision;

@@ -67,7 +67,8 @@ export class AgentSession {
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${this.options.token}` },
       maxPayload: agentMessageBytesMax,
-      handshakeTimeout: 2000,
+      // Short: a controller host that vanished must not hold the walk through the list for long.
+      handshakeTimeout: 1000,
     });
     this.ws = ws;
     let welcomed = false;

@@ -33,3 +33,21 @@ describe('agent sessions', () => {
     assert.equal(sessions.checkTaken('n1', 7, 3000, 400), false);
   });
 });
+
+describe('lost instance reports', () => {
+  it('are noticed when heartbeats stay ahead of what the session took for longer than the grace', () => {
+    const { sessions, channel } = session();
+    // The hello's statuses include report 4.
+    sessions.attach('n1', channel, 4);
+    assert.equal(sessions.reportsLost('n1', 4, 1000, 400), false, 'nothing sent since the hello');
+    // Report 5 may still be on its way: within the grace nothing happens.
+    assert.equal(sessions.reportsLost('n1', 5, 1100, 400), false);
+    assert.equal(sessions.reportsLost('n1', 5, 1300, 400), false);
+    // It arrives: caught up again, the clock restarts.
+    assert.equal(sessions.freshReport('n1', 5), true);
+    assert.equal(sessions.reportsLost('n1', 5, 1600, 400), false);
+    // Report 6 never arrives.
+    assert.equal(sessions.reportsLost('n1', 6, 2000, 400), false);
+    assert.equal(sessions.reportsLost('n1', 6, 2400, 400), true, 'lost: say hello again');
+  });
+});

@@ -23,6 +23,8 @@ interface Session {
   lastSentRevision: number;
   lastSentAt: number;
   lastReportSeq: number;
+  /** Since when heartbeats say a report was sent that this session has not taken. */
+  reportsBehindSince?: number;
 }
 
 export class AgentSessions {
@@ -32,13 +34,21 @@ export class AgentSessions {
   readonly lastHeartbeatAt: Record<string, number> = {};
   readonly usage = new Map<string, NodeUsage>();
 
-  /** A new session replaces an older one of the same node (the agent restarted or reconnected). */
-  attach(node: string, channel: AgentChannel): void {
+  /**
+   * A new session replaces an older one of the same node (the agent restarted or reconnected).
+   * `reportSeq`: the agent's last report at its hello, whose statuses include it.
+   */
+  attach(node: string, channel: AgentChannel, reportSeq = -1): void {
     const previous = this.sessions.get(node);
     if (previous !== undefined && previous.channel !== channel) {
       previous.channel.close(4000, 'replaced by a newer session of the same node');
     }
-    this.sessions.set(node, { channel, lastReportSeq: -1, lastSentRevision: 0, lastSentAt: 0 });
+    this.sessions.set(node, {
+      channel,
+      lastReportSeq: reportSeq,
+      lastSentRevision: 0,
+      lastSentAt: 0,
+    });
     this.version++;
   }
 
@@ -106,6 +116,22 @@ export class AgentSessions {
     if (now - session.lastSentAt < graceMs) return false;
     this.resend(node);
     return true;
+  }
+
+  /**
+   * A heartbeat's report of the agent's last instance report. Ahead of what this session took for
+   * `graceMs` (longer than a round trip), a report was lost: true, and the caller closes the
+   * session so the agent says hello again with every status.
+   */
+  reportsLost(node: string, reportSeq: number, now: number, graceMs: number): boolean {
+    const session = this.sessions.get(node);
+    if (session === undefined) return false;
+    if (reportSeq <= session.lastReportSeq) {
+      delete session.reportsBehindSince;
+      return false;
+    }
+    session.reportsBehindSince ??= now;
+    return now - session.reportsBehindSince >= graceMs;
   }
 
   /** The next assignment set for this node is sent even if unchanged (it may have been lost). */

@@ -13,7 +13,7 @@ export interface DetectionConfig {
   /**
    * A newly elected leader (several controllers) judges no node suspect or down until agents have
    * had this long to find it: an agent notices a vanished leader by its keep-alive timeout (3 s)
-   * and then walks its list of controller addresses.
+   * and then walks its list of controller addresses (up to 1 s of handshake per vanished one).
    */
   takeoverGraceMs: number;
 }
@@ -34,7 +34,7 @@ export const defaultControllerConfig: ControllerConfig = {
   suspectAfterMs: 600,
   downAfterMs: 1200,
   avoidNodeMs: 300_000,
-  takeoverGraceMs: 4000,
+  takeoverGraceMs: 6000,
   reconcileIntervalMs: 100,
   writeAttemptsMax: 5,
   requestBodyBytesMax: 1_048_576,

@@ -178,11 +178,15 @@ export class Controller {
     this.schedule(0);
   }
 
+  /** A leader that cannot even record its election steps down, so that a campaign runs again. */
   private async elected(): Promise<void> {
     try {
       await this.exclusive(() => this.takeOffice('elected'));
     } catch (err) {
-      this.logger.log('warn', 'could not take office after the election', { error: String(err) });
+      this.logger.log('warn', 'could not take office after the election; stepping down', {
+        error: String(err),
+      });
+      this.leadership?.deposedByStore(`could not take office: ${String(err)}`);
     }
   }
 
@@ -385,9 +389,17 @@ export class Controller {
     this.sessions.heard(node, now);
     if (message.type === 'heartbeat') {
       this.sessions.usage.set(node, { ...message.usage, at: now });
-      if (message.assignmentsRevision !== undefined) {
-        const graceMs = 2 * this.config.heartbeatIntervalMs;
+      const graceMs = 2 * this.config.heartbeatIntervalMs;
+      if (message.assignmentsRevision !== undefined)
         this.sessions.checkTaken(node, message.assignmentsRevision, now, graceMs);
+      if (
+        message.reportSeq !== undefined &&
+        this.sessions.reportsLost(node, message.reportSeq, now, graceMs)
+      ) {
+        this.logger.log('warn', 'instance reports were lost; asking the agent to say hello again', {
+          node,
+        });
+        channel.close(4001, 'instance reports were lost: say hello again');
       }
     } else if (message.type === 'instance') {
       if (!this.sessions.freshReport(node, message.seq)) return node;
@@ -438,7 +450,7 @@ export class Controller {
       );
     }
     await this.exclusive(() => this.upsertNode(hello, now));
-    this.sessions.attach(hello.node, channel);
+    this.sessions.attach(hello.node, channel, hello.reportSeq);
     this.sessions.heard(hello.node, now);
     channel.send({
       type: 'welcome',

@@ -60,6 +60,8 @@ export const agentHelloSchema = z.object({
   /** The cluster this agent joined before, if any; a controller of another cluster is refused. */
   clusterId: z.string().max(128).optional(),
   instances: z.array(instanceStatusSchema).max(10_000),
+  /** The sequence number of the agent's last instance report; the statuses above include it. */
+  reportSeq: z.number().int().nonnegative().optional(),
 });
 
 export const agentHeartbeatSchema = z.object({
@@ -75,6 +77,12 @@ export const agentHeartbeatSchema = z.object({
    * sent, for longer than a round trip, means a set was lost: the controller sends it again.
    */
   assignmentsRevision: z.number().int().nonnegative().optional(),
+  /**
+   * The sequence number of the agent's last instance report. Ahead of what the controller took,
+   * for longer than a round trip, means a report was lost (messages may be dropped, not only on
+   * TCP): the controller closes the session, and the agent's next hello carries every status.
+   */
+  reportSeq: z.number().int().nonnegative().optional(),
 });
 
 /** seq grows with every report of one agent process, so a delayed or duplicated report is dropped. */

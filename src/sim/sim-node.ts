@@ -178,6 +178,7 @@ export class SimNode {
       },
       ...(this.core?.clusterId === undefined ? {} : { clusterId: this.core.clusterId }),
       instances: this.core?.statuses() ?? [],
+      ...(this.core === undefined ? {} : { reportSeq: this.core.lastReportSeq }),
     };
   }
 
@@ -218,7 +219,12 @@ export class SimNode {
         type: 'heartbeat',
         seq: ++this.heartbeatSeq,
         usage: { cpuPercent: 10, memoryUsedMiB: 100, load1: 0.1 },
-        ...(this.core === undefined ? {} : { assignmentsRevision: this.core.assignmentsRevision }),
+        ...(this.core === undefined
+          ? {}
+          : {
+              assignmentsRevision: this.core.assignmentsRevision,
+              reportSeq: this.core.lastReportSeq,
+            }),
       });
       this.scheduleHeartbeat(session);
     }, this.heartbeatIntervalMs);

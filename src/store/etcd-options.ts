@@ -64,9 +64,13 @@ export interface EtcdStoreSettings {
 
 /** Long enough to ride over an etcd leader election (about 1.5 s with etcd's defaults). */
 export const etcdCallTimeoutMsDefault = 5000;
-/** Far above an etcd write's usual milliseconds, short enough to leave time for two more tries. */
-export const etcdTryTimeoutMsDefault = 1500;
-export const memberAvoidMsDefault = 1000;
+/**
+ * Far above an etcd request's usual milliseconds, and short beside a leader lease (2 s): a renewal
+ * that first tried a vanished member still lands in time.
+ */
+export const etcdTryTimeoutMsDefault = 1000;
+/** A vanished member costs one try timeout per this long, not one per call. */
+export const memberAvoidMsDefault = 2000;
 export const callRetryBackoffMsMin = 25;
 export const callRetryBackoffMsMaxDefault = 500;
 export const watchRetryBackoffMsMin = 50;

@@ -102,14 +102,17 @@ export class EtcdStore implements StateStore {
       hosts: settings.endpoints,
       // No circuit breaker and no blind retries in the client: EtcdCalls retries what is safe,
       // within the call's deadline (see etcd-calls.ts for why).
-      // One breaker per member, open for memberAvoidMs after one try that timed out or could not
-      // connect: the next tries go to the other members at once (a crashed host answers nothing).
+      // With several members, one breaker per member, open for memberAvoidMs after a try that
+      // timed out: the next tries go to the other members at once (a crashed host answers
+      // nothing). A lone member is never passed over: there is nowhere else to go.
       faultHandling: {
         host: () =>
-          circuitBreaker(handleWhen(memberUnreachable), {
-            halfOpenAfter: settings.memberAvoidMs,
-            breaker: new ConsecutiveBreaker(1),
-          }),
+          settings.endpoints.length === 1
+            ? noop
+            : circuitBreaker(handleWhen(memberUnreachable), {
+                halfOpenAfter: settings.memberAvoidMs,
+                breaker: new ConsecutiveBreaker(1),
+              }),
         global: noop,
       },
       grpcOptions: {
@@ -397,11 +400,10 @@ export class EtcdStore implements StateStore {
   }
 }
 
-/** A try that proves nothing about etcd but that this member did not answer. */
+/**
+ * A try that this member let time out: its host may be gone. (A refused or failed connection
+ * fails at once and costs nothing, so it does not count.)
+ */
 function memberUnreachable(error: Error): boolean {
-  return (
-    error instanceof GRPCDeadlineExceededError ||
-    error.message.includes('No connection established') ||
-    error.message.includes('ECONNREFUSED')
-  );
+  return error instanceof GRPCDeadlineExceededError;
 }

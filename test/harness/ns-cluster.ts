@@ -3,7 +3,7 @@
 // three machines would; a client namespace runs the redirector. The test process lives in the root
 // namespace, which has no route to the hosts, so it talks to them through forwarders in the client
 // namespace listening on Unix sockets (a socket file is reachable from every namespace).
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
   copyFileSync,
   mkdirSync,
@@ -15,7 +15,8 @@ import {
 } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { readAttachHandle } from '../../src/storage/attach/index.js';
 import { etcdMissingReason } from '../../src/store/etcd-process.js';
 import { createHosts, hostsMissingReason, type Host, type Hosts } from '../hosts/hosts.js';
 import { cliPath, demoServicePath, waitFor } from './cluster.js';
@@ -37,6 +38,11 @@ export interface NsClusterOptions {
   fenceTimeoutMs?: number;
   /** Start of the namespaces' names (default mh). */
   name?: string;
+  /**
+   * Hosts that run only an etcd member and a controller, the first ones; the others run only an
+   * agent. Default 0: every host runs all three.
+   */
+  controlHosts?: number;
 }
 
 export interface Reply<T> {
@@ -122,6 +128,7 @@ export class NsCluster {
       leaderLeaseMs: options.leaderLeaseMs ?? 2000,
       fenceTimeoutMs: options.fenceTimeoutMs ?? 3000,
       name: options.name ?? 'mh',
+      controlHosts: options.controlHosts ?? 0,
     };
     const hosts = await createHosts({ count: settings.hosts, name: settings.name });
     let cluster: NsCluster | undefined;
@@ -141,6 +148,18 @@ export class NsCluster {
     return this.hosts.hosts;
   }
 
+  /** The hosts with an etcd member and a controller. */
+  get controlMembers(): Host[] {
+    const k = this.options.controlHosts;
+    return k === 0 ? this.members : this.members.slice(0, k);
+  }
+
+  /** The hosts with an agent (nodes of the cluster). */
+  get nodeMembers(): Host[] {
+    const k = this.options.controlHosts;
+    return k === 0 ? this.members : this.members.slice(k);
+  }
+
   nodeName(host: Host): string {
     return host.name;
   }
@@ -154,7 +173,7 @@ export class NsCluster {
   }
 
   get controllerUrls(): string[] {
-    return this.members.map((h) => this.controllerUrl(h));
+    return this.controlMembers.map((h) => this.controllerUrl(h));
   }
 
   private socket(name: string): string {
@@ -216,8 +235,10 @@ export class NsCluster {
   }
 
   private async boot(): Promise<void> {
-    const cluster = this.members.map((h) => `e-${h.name}=http://${h.ip}:${etcdPeerPort}`).join(',');
-    for (const host of this.members) {
+    const cluster = this.controlMembers
+      .map((h) => `e-${h.name}=http://${h.ip}:${etcdPeerPort}`)
+      .join(',');
+    for (const host of this.controlMembers) {
       const url = (port: number) => `http://${host.ip}:${port}`;
       const dataDir = join(this.dir, `etcd-${host.name}`);
       mkdirSync(dataDir, { recursive: true });
@@ -235,15 +256,15 @@ export class NsCluster {
         ...['--logger', 'zap', '--log-level', 'warn'],
       ]);
     }
-    const etcdUrls = this.members.map((h) => `http://${h.ip}:${etcdClientPort}`).join(',');
-    for (const host of this.members) this.forward(`ctl-${host.name}`, host.ip, apiPort);
-    for (const host of this.members) await this.startController(host, etcdUrls);
+    const etcdUrls = this.etcdUrls();
+    for (const host of this.controlMembers) this.forward(`ctl-${host.name}`, host.ip, apiPort);
+    for (const host of this.controlMembers) await this.startController(host, etcdUrls);
     await this.leader();
-    for (const host of this.members) await this.startAgent(host);
+    for (const host of this.nodeMembers) await this.startAgent(host);
   }
 
   private etcdUrls(): string {
-    return this.members.map((h) => `http://${h.ip}:${etcdClientPort}`).join(',');
+    return this.controlMembers.map((h) => `http://${h.ip}:${etcdClientPort}`).join(',');
   }
 
   controllerDir(host: Host): string {
@@ -273,7 +294,7 @@ export class NsCluster {
     this.spawnOn(host, `agent-${host.name}`, [
       ...[process.execPath, cliPath, 'agent', '--name', host.name, '--address', host.ip],
       ...['--controller', this.controllerUrls.join(',')],
-      ...['--token-file', join(this.controllerDir(host), 'agent.token')],
+      ...['--token-file', join(this.controllerDir(this.controlMembers[0]!), 'agent.token')],
       ...['--data-dir', dir, '--cpu', '2', '--memory-mib', '2048'],
       ...['--replication-listen', `${host.ip}:${replicationPort}`],
       ...['--fence-timeout-ms', String(this.options.fenceTimeoutMs)],
@@ -295,7 +316,7 @@ export class NsCluster {
     this.client.spawn(
       [
         ...[process.execPath, cliPath, 'redirector', '--controller', this.controllerUrls.join(',')],
-        ...['--token-file', join(this.controllerDir(this.members[0]!), 'api.token')],
+        ...['--token-file', join(this.controllerDir(this.controlMembers[0]!), 'api.token')],
         ...['--cache-file', join(dir, 'routes.json')],
       ],
       { stdio: ['ignore', out, out], env: { ...process.env, CONTINUUM_LOG_LEVEL: 'info' } },
@@ -304,11 +325,14 @@ export class NsCluster {
   }
 
   apiToken(): string {
-    return readFileSync(join(this.controllerDir(this.members[0]!), 'api.token'), 'utf8').trim();
+    return readFileSync(
+      join(this.controllerDir(this.controlMembers[0]!), 'api.token'),
+      'utf8',
+    ).trim();
   }
 
   /** The leading controller's host (by /healthz through the forwarders), once one leads. */
-  async leader(timeoutMs = 30_000, among: Host[] = this.members): Promise<Host> {
+  async leader(timeoutMs = 30_000, among: Host[] = this.controlMembers): Promise<Host> {
     return waitFor(
       'a controller to lead',
       timeoutMs,
@@ -316,7 +340,7 @@ export class NsCluster {
         for (const host of among) {
           const health = await this.health(host);
           if (health?.role === 'leader') {
-            this.leaderIndex = this.members.indexOf(host);
+            this.leaderIndex = this.controlMembers.indexOf(host);
             return host;
           }
         }
@@ -347,7 +371,7 @@ export class NsCluster {
   /** A call to the leader's API (found again when the last one known stops answering). */
   async api<T = unknown>(method: string, path: string, body?: unknown): Promise<Reply<T>> {
     const call = () =>
-      unixRequest<T>(this.controllerSocket(this.members[this.leaderIndex]!), method, path, {
+      unixRequest<T>(this.controllerSocket(this.controlMembers[this.leaderIndex]!), method, path, {
         headers: {
           authorization: `Bearer ${this.apiToken()}`,
           'content-type': 'application/json',
@@ -413,6 +437,30 @@ export class NsCluster {
 
   async close(): Promise<void> {
     await this.hosts.cleanup();
+    // Volumes were attached inside the hosts' mount namespaces, which died with their processes;
+    // their loop devices are the machine's and outlive them. Each agent's attach handle names its
+    // device; one still backed by that image file (shown by its base name, its mount being gone)
+    // is detached.
+    const attached = new Map<string, string>();
+    const loops = spawnSync(
+      'losetup',
+      ['--list', '--noheadings', '--raw', '-O', 'NAME,BACK-FILE'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    for (const line of (loops.stdout ?? '').split('\n')) {
+      const [device, backing] = line.trim().split(/\s+/, 2);
+      if (device !== undefined && backing !== undefined) attached.set(device, backing);
+    }
+    for (const runDir of attachRunDirs(this.dir)) {
+      const handle = readAttachHandle(runDir);
+      const device = handle?.loopDevice;
+      if (device === undefined || handle === null) continue;
+      const backing = attached.get(device);
+      if (backing !== undefined && handle.imagePath?.endsWith(basename(backing)) === true)
+        spawnSync('losetup', ['-d', device], { stdio: 'ignore' });
+    }
     // CONTINUUM_TEST_LOGS=<dir> keeps the daemons' logs of the run for a person to read.
     const keep = process.env.CONTINUUM_TEST_LOGS;
     if (keep !== undefined && keep !== '') {
@@ -426,14 +474,14 @@ export class NsCluster {
 }
 
 /**
- * The demo on these hosts: nodes h0..h(count-1), the last a spare, and the kv service listening on
- * every address (the redirector in the client namespace reaches it at its node's address).
+ * The demo on these nodes (the last a spare), the kv service listening on every address (the
+ * redirector in the client namespace reaches it at its node's address).
  */
-export function multihostDemoSpec(count: number, endpointPort: number) {
-  const nodes = Array.from({ length: count }, (_, i) => ({
-    name: `h${i}`,
+export function multihostDemoSpec(nodeNames: string[], endpointPort: number) {
+  const nodes = nodeNames.map((name, i) => ({
+    name,
     site: 'lab',
-    role: i === count - 1 ? ('spare' as const) : ('production' as const),
+    role: i === nodeNames.length - 1 ? ('spare' as const) : ('production' as const),
     capacity: { cpu: 2, memoryMiB: 2048 },
   }));
   return {
@@ -466,4 +514,22 @@ export function multihostDemoSpec(count: number, endpointPort: number) {
       },
     ],
   };
+}
+
+/** <dir>/node-<host>/run/attach/<workload>/<volume>: where each agent keeps its attach handles. */
+function attachRunDirs(dir: string): string[] {
+  const list = (path: string) => {
+    try {
+      return readdirSync(path);
+    } catch {
+      return [];
+    }
+  };
+  const found: string[] = [];
+  for (const node of list(dir).filter((d) => d.startsWith('node-'))) {
+    const attach = join(dir, node, 'run', 'attach');
+    for (const workload of list(attach))
+      for (const volume of list(join(attach, workload))) found.push(join(attach, workload, volume));
+  }
+  return found;
 }
