@@ -59,7 +59,14 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
   try {
-    const applied = await cluster.api('POST', '/v1/apply', multihostDemoSpec(count, endpointPort));
+    const applied = await cluster.api(
+      'POST',
+      '/v1/apply',
+      multihostDemoSpec(
+        cluster.nodeMembers.map((h) => h.name),
+        endpointPort,
+      ),
+    );
     if (applied.status !== 200) throw new Error(`apply: ${JSON.stringify(applied.body)}`);
     const endpoint = cluster.startRedirector(endpointPort);
     for (const [i, host] of cluster.members.entries())
