@@ -1,10 +1,13 @@
 // Several controllers on etcd (issue 6): the time for a follower to lead after the leader is
 // SIGKILLed, and for every agent to be back with the new leader, over `runs` kills, with any move
 // of the demo workload counted (there must be none); then the time to restore service after a
-// node crash with two controllers on etcd, against one controller on SQLite in the same run.
+// node crash with two controllers on etcd, and on the multi-host cluster in network namespaces
+// (bench/multihost.ts, where root and the tools allow), against one controller on SQLite, in the
+// same run.
 import { EtcdProcess, etcdMissingReason } from '../src/store/etcd-process.js';
 import { waitFor } from '../test/harness/cluster.js';
 import { startDemo, type Demo } from '../test/harness/demo.js';
+import { benchMultihostRestore } from './multihost.js';
 import { nodeCrash, stats, summarize, type Sample } from './restore.js';
 
 export interface ControllersBenchOptions {
@@ -108,6 +111,7 @@ export async function benchControllers(
     }
     const multi = summarize(etcdNodeCrash);
     const one = summarize(singleNodeCrash);
+    const hosts = await benchMultihostRestore({ runs: options.runs });
     return {
       controllers: options.controllers,
       leaderLeaseMs: options.leaderLeaseMs,
@@ -122,6 +126,13 @@ export async function benchControllers(
         etcdControllers: multi,
         singleControllerSqlite: one,
         medianRatio: multi.restoreMs.median / one.restoreMs.median,
+        namespaces:
+          'skipped' in hosts
+            ? hosts
+            : {
+                ...hosts,
+                medianRatioToSingle: hosts.restoreMs.median / one.restoreMs.median,
+              },
       },
       samples: { takeovers, etcdNodeCrash, singleNodeCrash },
     };
@@ -145,6 +156,9 @@ export function formatControllersBench(result: Record<string, unknown>): string 
       etcdControllers: ReturnType<typeof summarize>;
       singleControllerSqlite: ReturnType<typeof summarize>;
       medianRatio: number;
+      namespaces:
+        | { skipped: string }
+        | { runs: number; restoreMs: ReturnType<typeof stats>; medianRatioToSingle: number };
     };
   };
   const ms = (v: number) => `${Math.round(v)} ms`;
@@ -158,5 +172,11 @@ export function formatControllersBench(result: Record<string, unknown>): string 
     `  node crash restore:   median ${ms(n.etcdControllers.restoreMs.median)} with etcd, ` +
       `${ms(n.singleControllerSqlite.restoreMs.median)} with one controller on SQLite ` +
       `(ratio ${n.medianRatio.toFixed(2)})`,
+    'skipped' in n.namespaces
+      ? `  on hosts as namespaces: skipped (${n.namespaces.skipped})`
+      : `  on hosts as namespaces (3 control hosts, 3 nodes): median ` +
+        `${ms(n.namespaces.restoreMs.median)}, max ${ms(n.namespaces.restoreMs.max)} ` +
+        `over ${n.namespaces.runs} host crashes (ratio to one controller on SQLite ` +
+        `${n.namespaces.medianRatioToSingle.toFixed(2)})`,
   ].join('\n');
 }

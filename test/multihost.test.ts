@@ -215,3 +215,89 @@ describe("several hosts in network namespaces: the leader's host cut off", { ski
     assert.equal((await infoAt(endpoint))?.epoch, moved.epoch);
   });
 });
+
+describe('several hosts in network namespaces: a virtual IP endpoint', { skip }, () => {
+  let cluster: NsCluster;
+  let vipSocket: string;
+  let vip: string;
+
+  before(async () => {
+    // Three control hosts (etcd and a controller each) apart from three nodes that share the
+    // segment the VIP lives on; the client reaches the VIP straight, with no redirector.
+    cluster = await NsCluster.start({ hosts: 6, controlHosts: 3 });
+    vip = cluster.hosts.address(5);
+    const spec = multihostDemoSpec(
+      cluster.nodeMembers.map((h) => h.name),
+      endpointPort,
+    );
+    spec.workloads[0]!.endpoints = [
+      {
+        name: 'http',
+        port: endpointPort,
+        vip: { address: `${vip}/${cluster.hosts.prefixLength}` },
+      },
+    ];
+    const applied = await cluster.api('POST', '/v1/apply', spec);
+    assert.equal(applied.status, 200, JSON.stringify(applied.body));
+    vipSocket = cluster.forward('vip', vip, endpointPort);
+    await waitFor('the VIP to answer', 30_000, async () => (await served(vipSocket)) !== undefined);
+  });
+  after(async () => {
+    await cluster?.close();
+  });
+
+  /** Hosts that crashed: their namespace keeps its addresses, which a real crash would lose. */
+  const crashed = new Set<string>();
+
+  /** The live node hosts that have the VIP on an interface now. */
+  async function holders(): Promise<string[]> {
+    const found: string[] = [];
+    for (const host of cluster.nodeMembers.filter((h) => !crashed.has(h.name))) {
+      const out = await host.exec(['ip', '-o', '-4', 'addr', 'show']).catch(() => '');
+      if (out.includes(` ${vip}/`)) found.push(host.name);
+    }
+    return found;
+  }
+
+  it('moves with its workload on a node crash, and is never held by two hosts after a partition heals', async (t) => {
+    const first = await cluster.workload('kv');
+    assert.equal(await served(vipSocket), first.node);
+    assert.deepEqual(await holders(), [first.node]);
+
+    const crashedAt = Date.now();
+    crashed.add(first.node!);
+    await cluster.hostOf(first.node).crash();
+    const second = await waitFor('the VIP to answer from another node', 30_000, async () => {
+      const node = await served(vipSocket);
+      return node !== undefined && node !== first.node ? node : undefined;
+    });
+    const crashMovedMs = Date.now() - crashedAt;
+
+    // The new owner cut off from everything: the third node takes over, and from the heal on the
+    // VIP is never on two hosts at once.
+    const owner = cluster.hostOf(second);
+    const rest = cluster.members.filter((h) => h !== owner);
+    const cutAt = Date.now();
+    await cluster.hosts.partition([owner], [...rest, cluster.client]);
+    const third = await waitFor('the VIP to answer from the third node', 60_000, async () => {
+      const node = await served(vipSocket);
+      return node !== undefined && node !== second && node !== first.node ? node : undefined;
+    });
+    const partitionMovedMs = Date.now() - cutAt;
+    await cluster.hosts.heal();
+    let samples = 0;
+    const until = Date.now() + 5000;
+    while (Date.now() < until) {
+      const now = await holders();
+      assert.ok(now.length <= 1, `the VIP on two hosts at once: ${now.join(', ')}`);
+      samples++;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.deepEqual(await holders(), [third]);
+    assert.equal(await served(vipSocket), third);
+    t.diagnostic(
+      `VIP moved ${crashMovedMs} ms after a node crash and ${partitionMovedMs} ms after a ` +
+        `partition; ${samples} samples after the heal, never two holders`,
+    );
+  });
+});

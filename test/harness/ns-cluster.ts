@@ -19,6 +19,7 @@ import { basename, join } from 'node:path';
 import { readAttachHandle } from '../../src/storage/attach/index.js';
 import { etcdMissingReason } from '../../src/store/etcd-process.js';
 import { createHosts, hostsMissingReason, type Host, type Hosts } from '../hosts/hosts.js';
+import { demoSpec } from '../../src/cli/demo-spec.js';
 import { cliPath, demoServicePath, waitFor } from './cluster.js';
 
 export const apiPort = 7400;
@@ -478,41 +479,18 @@ export class NsCluster {
  * redirector in the client namespace reaches it at its node's address).
  */
 export function multihostDemoSpec(nodeNames: string[], endpointPort: number) {
-  const nodes = nodeNames.map((name, i) => ({
-    name,
-    site: 'lab',
-    role: i === nodeNames.length - 1 ? ('spare' as const) : ('production' as const),
-    capacity: { cpu: 2, memoryMiB: 2048 },
-  }));
+  const demo = demoSpec({ endpointPort, servicePath: demoServicePath });
+  const kv = demo.workloads![0]!;
   return {
-    apiVersion: 'continuum/v1',
+    ...demo,
     sites: [{ name: 'lab' }],
-    nodes,
-    workloads: [
-      {
-        name: 'kv',
-        driver: 'process',
-        process: {
-          command: [process.execPath, demoServicePath],
-          env: { HOST: '0.0.0.0' },
-          stopGraceMs: 2000,
-        },
-        resources: { cpu: 1, memoryMiB: 256 },
-        endpoints: [{ name: 'http', port: endpointPort, host: '127.0.0.1' }],
-        probes: [
-          {
-            name: 'health',
-            type: 'http',
-            endpoint: 'http',
-            path: '/health',
-            expectStatus: 200,
-            intervalMs: 500,
-            timeoutMs: 1000,
-            failureThreshold: 2,
-          },
-        ],
-      },
-    ],
+    nodes: nodeNames.map((name, i) => ({
+      name,
+      site: 'lab',
+      role: i === nodeNames.length - 1 ? ('spare' as const) : ('production' as const),
+      capacity: { cpu: 2, memoryMiB: 2048 },
+    })),
+    workloads: [{ ...kv, process: { ...kv.process!, env: { HOST: '0.0.0.0' } } }],
   };
 }
 
