@@ -3,7 +3,7 @@
 // transaction with its journal event naming who did it, and then left to the reconcile loop.
 import { ContinuumError } from '../core/errors.js';
 import { keys, type NodeRecord, type NewEvent, type WorkloadRecord } from '../core/model.js';
-import type { ClusterSpec } from '../core/spec.js';
+import { vipIp, type ClusterSpec } from '../core/spec.js';
 import { validateSpec, type SpecProblem } from '../core/spec-validate.js';
 import type { Controller } from './controller.js';
 import { place } from './scheduler/place.js';
@@ -58,7 +58,12 @@ export async function applySpec(
     nodes: current.nodes,
     workloads: current.workloads.map((w) => w.name),
     endpoints: current.workloads.flatMap((w) =>
-      w.spec.endpoints.map((e) => ({ workload: w.name, host: e.host, port: e.port })),
+      w.spec.endpoints.map((e) => ({
+        workload: w.name,
+        host: e.host,
+        port: e.port,
+        ...(e.vip === undefined ? {} : { vip: vipIp(e.vip) }),
+      })),
     ),
   });
   if (!validation.ok) throw specInvalid(validation.problems);

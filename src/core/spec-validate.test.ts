@@ -117,6 +117,24 @@ describe('validateSpec: a valid spec', () => {
     });
   });
 
+  it('refuses a VIP that a workload already in the cluster holds, unless the spec redefines it', () => {
+    const spec = fullSpec();
+    spec.workloads[0].endpoints[0].vip = { address: '10.0.0.5/24' };
+    const held = { workload: 'other', host: '127.0.0.1', port: 9000, vip: '10.0.0.5' };
+    const refused = validateSpec(spec, { endpoints: [held] });
+    assert.ok(!refused.ok);
+    assert.deepEqual(
+      refused.problems.map((p) => p.path),
+      ['workloads[0].endpoints[0].vip.address'],
+    );
+    assert.match(refused.problems[0]!.message, /10\.0\.0\.5 is the VIP of workload "other"/);
+    // The same workload applied again keeps its own VIP.
+    const again = validateSpec(spec, {
+      endpoints: [{ ...held, workload: spec.workloads[0].name }],
+    });
+    assert.ok(again.ok, JSON.stringify(again.ok ? '' : again.problems));
+  });
+
   it('accepts an empty document as an empty cluster', () => {
     const result = validateSpec(null);
     assert.ok(result.ok);

@@ -29,8 +29,11 @@ export interface SpecContext {
     labels: Record<string, string>;
   }[];
   workloads?: readonly string[];
-  /** Endpoints of workloads already in the cluster; a spec that redefines a workload frees its own. */
-  endpoints?: readonly { workload: string; host: string; port: number }[];
+  /**
+   * Endpoints of workloads already in the cluster, with the IP of their VIP if they have one; a
+   * spec that redefines a workload frees its own.
+   */
+  endpoints?: readonly { workload: string; host: string; port: number; vip?: string }[];
 }
 
 export type SpecResult = { ok: true; spec: ClusterSpec } | { ok: false; problems: SpecProblem[] };
@@ -176,9 +179,27 @@ function crossCheck(spec: ClusterSpec, context: SpecContext): SpecProblem[] {
     ...spec.workloads.map((w) => w.name),
   ]);
   const redefined = new Set(spec.workloads.map((w) => w.name));
-  const ports: { host: string; port: number; path: string }[] = (context.endpoints ?? [])
-    .filter((e) => !redefined.has(e.workload))
-    .map((e) => ({ host: e.host, port: e.port, path: `workload ${e.workload}` }));
+  const others = (context.endpoints ?? []).filter((e) => !redefined.has(e.workload));
+  const ports: { host: string; port: number; path: string }[] = others.map((e) => ({
+    host: e.vip ?? e.host,
+    port: e.port,
+    path: `workload ${e.workload}`,
+  }));
+  // A VIP belongs to one workload, across applies too.
+  const vipOwners = new Map(
+    others.flatMap((e) => (e.vip === undefined ? [] : [[e.vip, e.workload]])),
+  );
+  spec.workloads.forEach((workload, i) =>
+    workload.endpoints.forEach((endpoint, j) => {
+      const ip = vipIp(endpoint.vip);
+      const owner = ip === undefined ? undefined : vipOwners.get(ip);
+      if (owner !== undefined && owner !== workload.name)
+        problems.push({
+          path: `workloads[${i}].endpoints[${j}].vip.address`,
+          message: `expected an address of this workload only: ${ip} is the VIP of workload "${owner}", already in the cluster`,
+        });
+    }),
+  );
   problems.push(
     ...duplicates(
       // A replicated volume's name is taken on every node (its copies move between them).
