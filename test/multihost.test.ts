@@ -129,7 +129,7 @@ describe("several hosts in network namespaces: the leader's host cut off", { ski
     await cluster?.close();
   });
 
-  it('the etcd minority decides nothing; the majority elects a leader and fails the workload over; after healing the old instance stops', async () => {
+  it('the etcd minority decides nothing; the majority elects a leader and fails the workload over; after healing the old instance stops', async (t) => {
     // Put kv on the leader's host: its controller, its etcd member and its agent are cut off together.
     const isolated = await cluster.leader();
     if ((await cluster.workload('kv')).node !== isolated.name) {
@@ -195,12 +195,16 @@ describe("several hosts in network namespaces: the leader's host cut off", { ski
     );
     assert.ok(!ours().some((p) => p.pid === oldInstance.pid));
     const during = (await cluster.events()).filter((e) => e.seq > lastSeq);
-    const judged = during.filter((e) => e.kind === 'node.down' || e.kind === 'node.suspect');
-    assert.deepEqual(
-      [...new Set(judged.map((e) => e.subject.name))],
-      [isolated.name],
-      'only the cut-off host was judged lost: the minority judged nobody',
+    // Only the cut-off host was judged down: the minority decided nothing. (A majority node may be
+    // suspect for a moment while its agent walks past the vanished leader's address; suspect
+    // moves nothing.)
+    const down = during.filter((e) => e.kind === 'node.down');
+    assert.deepEqual([...new Set(down.map((e) => e.subject.name))], [isolated.name]);
+    const suspects = during.filter(
+      (e) => e.kind === 'node.suspect' && e.subject.name !== isolated.name,
     );
+    if (suspects.length > 0)
+      t.diagnostic(`suspect for a moment: ${suspects.map((e) => e.message).join('; ')}`);
     const failovers = during.filter((e) => e.kind === 'failover.decided');
     assert.equal(failovers.length, 1, 'one failover of kv');
     assert.ok(
