@@ -5,26 +5,19 @@
 // controllers (options.leadership) only the elected leader reconciles and takes agent sessions,
 // and every write it makes is conditional on still holding the leader key (leader-guard.ts).
 import { ContinuumError } from '../core/errors.js';
-import {
-  keys,
-  type ClusterMeta,
-  type InstanceRecord,
-  type NodeRecord,
-  type RouteTable,
-  type WorkloadRecord,
-} from '../core/model.js';
+import { keys, type ClusterMeta, type InstanceRecord, type RouteTable } from '../core/model.js';
 import type { Clock, Logger } from '../core/ports.js';
 import { agentProtocolVersion, type AgentHello, type AgentMessage } from '../core/protocol.js';
 import type { StateStore } from '../store/port.js';
 import { AgentSessions, type AgentChannel } from './agent-sessions.js';
 import type { ControllerConfig } from './config.js';
 import { decide } from './failover/decide.js';
-import { progress } from './failover/progress.js';
 import { LeaderGuard, notLeaderError } from './leader-guard.js';
 import { Leadership } from './leadership.js';
 import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 import { dutiesByNode } from './replication/duties.js';
+import { upsertNode, writeInstance, type AgentMessageStatus } from './agent-reports.js';
 import { volumeReport, type ResyncView } from './replication/reports.js';
 import { assignmentsByNode, epochsByNode, handoffWaits, routesOf } from './views.js';
 import { VolumeRpc } from './volume-rpc.js';
@@ -449,7 +442,7 @@ export class Controller {
         `agent ${hello.node} belongs to cluster ${hello.clusterId}, this is ${this.clusterId}`,
       );
     }
-    await this.exclusive(() => this.upsertNode(hello, now));
+    await this.exclusive(() => upsertNode(this.store, hello, now));
     this.sessions.attach(hello.node, channel, hello.reportSeq);
     this.sessions.heard(hello.node, now);
     channel.send({
@@ -462,55 +455,10 @@ export class Controller {
     this.poke();
   }
 
-  private async upsertNode(hello: AgentHello, now: number): Promise<void> {
-    const key = keys.node(hello.node);
-    const existing = await this.store.get<NodeRecord>(key);
-    const base: NodeRecord = existing?.value ?? {
-      name: hello.node,
-      site: hello.site,
-      role: hello.role,
-      capacity: hello.capacity,
-      labels: hello.labels,
-      address: hello.address,
-      declared: false,
-      liveness: 'unknown',
-      livenessChangedAt: now,
-      maintenance: false,
-    };
-    const fromAgent = base.declared
-      ? {}
-      : { site: hello.site, role: hello.role, capacity: hello.capacity, labels: hello.labels };
-    const value: NodeRecord = {
-      ...base,
-      ...fromAgent,
-      address: hello.address,
-      inventory: hello.inventory,
-      ...(hello.replicationAddress === undefined
-        ? {}
-        : { replicationAddress: hello.replicationAddress }),
-    };
-    const events =
-      existing === undefined
-        ? [
-            {
-              at: now,
-              kind: 'node.joined',
-              subject: { kind: 'node' as const, name: hello.node },
-              message: `node ${hello.node} joined (site ${value.site}, role ${value.role})`,
-            },
-          ]
-        : [];
-    await this.store.txn({
-      compares: [{ key, modRevision: existing?.modRevision ?? 0 }],
-      puts: [{ key, value }],
-      events,
-    });
-  }
-
   private instanceReport(status: InstanceRecord | AgentMessageStatus, now: number): Promise<void> {
     return this.exclusive(async () => {
       for (let attempt = 0; attempt < this.config.writeAttemptsMax; attempt++) {
-        if (await this.writeInstance(status, now)) return;
+        if (await writeInstance(this.store, this.logger, status, now)) return;
       }
       this.logger.log('warn', 'instance report not written after retries', {
         workload: status.workload,
@@ -518,94 +466,4 @@ export class Controller {
       });
     }).then(() => this.poke());
   }
-
-  private async writeInstance(status: AgentMessageStatus, now: number): Promise<boolean> {
-    const instanceKey = keys.instance(status.workload, status.node);
-    const workloadKey = keys.workload(status.workload);
-    const [previous, workload] = await Promise.all([
-      this.store.get<InstanceRecord>(instanceKey),
-      this.store.get<WorkloadRecord>(workloadKey),
-    ]);
-    const prev = previous?.value;
-    const stale =
-      workload === undefined ||
-      status.epoch < workload.value.epoch ||
-      workload.value.node !== status.node;
-    if (workload !== undefined && status.epoch > workload.value.epoch) {
-      // An agent runs an epoch the store never held: the one thing that must never happen.
-      this.logger.log('error', 'safety: instance epoch ahead of the store', { ...status });
-    }
-    const compares = [
-      { key: instanceKey, modRevision: previous?.modRevision ?? 0 },
-      { key: workloadKey, modRevision: workload?.modRevision ?? 0 },
-    ];
-    if (stale && status.state === 'stopped') {
-      if (previous === undefined) return true;
-      return (
-        await this.store.txn({
-          compares,
-          deletes: [instanceKey],
-          events: [instanceEvent(status, now, 'stopped (stale epoch)')],
-        })
-      ).ok;
-    }
-    const changed = prev === undefined || instanceChanged(prev, status);
-    const update =
-      workload === undefined ? { events: [] } : progress(workload.value, prev, status, now);
-    if (!changed && update.transition === undefined) return true;
-    const record: InstanceRecord = {
-      ...status,
-      reportedAt: now,
-      stateSince:
-        prev?.state === status.state && prev.epoch === status.epoch ? prev.stateSince : now,
-    };
-    const puts: { key: string; value: unknown }[] = [{ key: instanceKey, value: record }];
-    if (update.transition !== undefined && workload !== undefined) {
-      puts.push({
-        key: workloadKey,
-        value: { ...workload.value, transition: update.transition, updatedAt: now },
-      });
-    }
-    const events = [
-      ...(prev?.state !== status.state || prev.epoch !== status.epoch
-        ? [instanceEvent(status, now)]
-        : []),
-      ...update.events,
-    ];
-    return (await this.store.txn({ compares, puts, events })).ok;
-  }
-}
-
-type AgentMessageStatus = Extract<AgentMessage, { type: 'instance' }>['status'];
-
-function instanceChanged(prev: InstanceRecord, next: AgentMessageStatus): boolean {
-  return (
-    prev.state !== next.state ||
-    prev.epoch !== next.epoch ||
-    prev.pid !== next.pid ||
-    prev.restarts !== next.restarts ||
-    prev.restartNonce !== next.restartNonce ||
-    prev.failoverRequested !== next.failoverRequested ||
-    JSON.stringify(prev.ports) !== JSON.stringify(next.ports) ||
-    Object.entries(next.probes).some(([name, p]) => prev.probes[name]?.ok !== p.ok)
-  );
-}
-
-function instanceEvent(status: AgentMessageStatus, now: number, override?: string) {
-  const detail = status.message === undefined ? '' : `: ${status.message}`;
-  return {
-    at: now,
-    kind: `instance.${status.state}`,
-    subject: { kind: 'instance' as const, name: `${status.workload}/${status.node}` },
-    message:
-      override ??
-      `${status.workload} on ${status.node} (epoch ${status.epoch}) is ${status.state}${detail}`,
-    data: {
-      workload: status.workload,
-      node: status.node,
-      epoch: status.epoch,
-      pid: status.pid,
-      restarts: status.restarts,
-    },
-  };
 }
