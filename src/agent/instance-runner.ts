@@ -1,12 +1,20 @@
 // One instance on this node: starts it through the driver, watches it (process exit at once,
 // probes on their intervals), and climbs the remediation ladder: restart in place with backoff,
 // a bounded number of times per window, then report `failoverRequested` so the controller moves it.
-import type { InstanceState, InstanceStatus, ProbeStatus } from '../core/model.js';
+import type { InstanceState, InstanceStatus } from '../core/model.js';
+import { isReadinessProbe, type ProbeSpec } from '../core/probe-spec.js';
 import type { Clock, Logger, TimerHandle } from '../core/ports.js';
 import type { WorkloadSpec } from '../core/spec.js';
 import type { Driver, ExitInfo, InstanceHandle } from './drivers/driver.js';
 import { nextStep } from './ladder.js';
-import type { ProbeRunner } from './probes/probe.js';
+import type { ProbeResult, ProbeRunner } from './probes/probe.js';
+import { ProbeMonitor } from './probes/probe-monitor.js';
+
+/**
+ * A probe's response time is reported at most this often when nothing else about it changed, so
+ * the controller's charts follow it without a store write per check.
+ */
+export const probeDurationReportIntervalMs = 10_000;
 
 export interface RunnerDeps {
   node: string;
@@ -50,7 +58,8 @@ export class InstanceRunner {
   private message: string | undefined;
   private failoverRequested = false;
   private restartTimes: number[] = [];
-  private probeStatus: Record<string, ProbeStatus> = {};
+  private monitors: ProbeMonitor[];
+  private durationsReportedAt = -Infinity;
   private generation = 0;
   private timers = new Set<TimerHandle>();
   private unsubscribeExit: (() => void) | undefined;
@@ -68,6 +77,7 @@ export class InstanceRunner {
     this.restartNonce = init.restartNonce;
     this.ports = init.ports;
     this.handle = init.handle;
+    this.monitors = init.spec.probes.map((probe, i) => new ProbeMonitor(probe, i));
   }
 
   status(): InstanceStatus {
@@ -82,7 +92,7 @@ export class InstanceRunner {
       restarts: this.restartTimes.length,
       restartNonce: this.restartNonce,
       failoverRequested: this.failoverRequested,
-      probes: this.probeStatus,
+      probes: Object.fromEntries(this.monitors.map((m) => [m.name, m.status])),
       ...(this.message === undefined ? {} : { message: this.message }),
     };
   }
@@ -161,15 +171,9 @@ export class InstanceRunner {
     const generation = ++this.generation;
     this.unsubscribeExit?.();
     this.unsubscribeExit = this.deps.driver.onExit(handle, (exit) => this.exited(generation, exit));
-    this.probeStatus = Object.fromEntries(
-      this.probeNames().map((name) => [name, { ok: false, consecutiveFailures: 0 }]),
-    );
+    this.monitors = this.spec.probes.map((probe, i) => new ProbeMonitor(probe, i));
     this.setState('starting', how === 'recovered' ? 're-attached after agent restart' : undefined);
     this.schedule(generation, 0, () => this.startupCheck(generation, this.deps.clock.now(), 0));
-  }
-
-  private probeNames(): string[] {
-    return this.spec.probes.map((p, i) => p.name ?? `${p.type}-${i}`);
   }
 
   private schedule(generation: number, delayMs: number, fn: () => Promise<void> | void): void {
@@ -191,28 +195,31 @@ export class InstanceRunner {
     this.timers.clear();
   }
 
+  /** Runs the readiness probes once (while starting): ok when every one of them passed. */
   private async checkAll(): Promise<{ ok: boolean; failed?: string; answeredFailures: number }> {
-    const names = this.probeNames();
-    const results = await Promise.all(
-      this.spec.probes.map((probe) => this.deps.probes.run(probe, this.target())),
-    );
+    const readiness = this.monitors.filter((m) => isReadinessProbe(m.probe));
+    const results = await Promise.all(readiness.map((m) => this.check(m)));
     let failed: string | undefined;
     let answeredFailures = 0;
     results.forEach((result, i) => {
+      const monitor = readiness[i]!;
       if (!result.ok && result.answered === true) answeredFailures++;
-      const name = names[i]!;
-      const prev = this.probeStatus[name] ?? { ok: false, consecutiveFailures: 0 };
-      this.probeStatus[name] = {
-        ok: result.ok,
-        consecutiveFailures: result.ok ? 0 : prev.consecutiveFailures + 1,
-        lastCheckedAt: this.deps.clock.now(),
-        ...(result.error === undefined ? {} : { lastError: result.error }),
-      };
-      if (!result.ok && failed === undefined) failed = `${name}: ${result.error ?? 'failed'}`;
+      monitor.recordStartup(result, this.deps.clock.now());
+      if (!result.ok && failed === undefined)
+        failed = `${monitor.name}: ${result.error ?? 'failed'}`;
     });
     return failed === undefined
       ? { ok: true, answeredFailures }
       : { ok: false, failed, answeredFailures };
+  }
+
+  /** One check of one probe: resource probes read the driver's stats, the others are run. */
+  private async check(monitor: ProbeMonitor): Promise<ProbeResult> {
+    if (monitor.resource === undefined) return this.deps.probes.run(monitor.probe, this.target());
+    const handle = this.handle;
+    if (handle === undefined) return { ok: false, durationMs: 0, error: 'no process running' };
+    const stats = await this.deps.driver.stats(handle);
+    return monitor.resource.judge(stats, this.deps.clock.now());
   }
 
   private target() {
@@ -233,18 +240,20 @@ export class InstanceRunner {
     const result = await this.checkAll();
     if (generation !== this.generation) return;
     const now = this.deps.clock.now();
-    const intervalMs = Math.min(...this.spec.probes.map((p) => p.intervalMs));
+    const readiness = this.spec.probes.filter(isReadinessProbe);
+    const intervalMs = Math.min(...readiness.map((p) => p.intervalMs));
     if (result.ok) {
+      for (const monitor of this.monitors) monitor.restart();
       this.setState('healthy');
-      this.spec.probes.forEach((probe, i) =>
-        this.schedule(generation, probe.intervalMs, () => this.probeLoop(generation, i)),
+      this.monitors.forEach((monitor, i) =>
+        this.schedule(generation, monitor.probe.intervalMs, () => this.probeLoop(generation, i)),
       );
       return;
     }
     const counts = result.answeredFailures > 0 && now - countedAt >= intervalMs;
     const inRow = result.answeredFailures === 0 ? 0 : counts ? answeredInRow + 1 : answeredInRow;
     const nextCountedAt = counts ? now : countedAt;
-    const threshold = Math.min(...this.spec.probes.map((p) => p.failureThreshold));
+    const threshold = Math.min(...readiness.map((p) => p.failureThreshold));
     if (inRow >= threshold) {
       this.remediate(`unhealthy while starting: ${result.failed}`);
       return;
@@ -259,28 +268,66 @@ export class InstanceRunner {
   }
 
   private async probeLoop(generation: number, index: number): Promise<void> {
-    const probe = this.spec.probes[index]!;
-    const name = this.probeNames()[index]!;
-    const result = await this.deps.probes.run(probe, this.target());
+    const monitor = this.monitors[index]!;
+    const result = await this.check(monitor);
     if (generation !== this.generation) return;
-    const prev = this.probeStatus[name] ?? { ok: true, consecutiveFailures: 0 };
-    const failures = result.ok ? 0 : prev.consecutiveFailures + 1;
-    this.probeStatus[name] = {
-      ok: result.ok,
-      consecutiveFailures: failures,
-      lastCheckedAt: this.deps.clock.now(),
-      ...(result.error === undefined ? {} : { lastError: result.error }),
-    };
-    if (failures >= probe.failureThreshold) {
-      this.remediate(`probe ${name} failed ${failures} times: ${result.error ?? 'failed'}`);
-      return;
+    const now = this.deps.clock.now();
+    const change = monitor.record(result, now);
+    const { probe } = monitor;
+    if (change.crossed && probe.action !== 'alert') {
+      const reason = `probe ${monitor.name}: ${monitor.status.reason ?? 'failing'} (${result.error ?? 'last check ok'})`;
+      if (probe.action === 'failover') return this.giveUp(reason, 'its action is failover');
+      if (probe.action === 'script' && monitor.takeScriptTurn())
+        return this.runRemediation(generation, monitor, reason);
+      return this.remediate(reason);
     }
-    if (prev.ok !== result.ok)
+    if (isReadinessProbe(probe) && change.okChanged)
       this.setState(
         result.ok ? 'healthy' : 'unhealthy',
-        result.ok ? undefined : `probe ${name}: ${result.error}`,
+        result.ok ? undefined : `probe ${monitor.name}: ${result.error}`,
       );
+    else if (change.becameFailing || change.recovered) this.deps.report(this.status());
+    else if (now - this.durationsReportedAt >= probeDurationReportIntervalMs) {
+      this.durationsReportedAt = now;
+      this.deps.report(this.status());
+    }
     this.schedule(generation, probe.intervalMs, () => this.probeLoop(generation, index));
+  }
+
+  /**
+   * The script rung: run the probe's remediation command next to the instance, report how it
+   * ended, and watch the probe afresh; if it fails again, the ladder climbs to restarts.
+   */
+  private async runRemediation(
+    generation: number,
+    monitor: ProbeMonitor,
+    reason: string,
+  ): Promise<void> {
+    const remediation = monitor.probe.remediation!;
+    this.deps.logger.log('warn', 'probe failing; running its remediation script', {
+      workload: this.workload,
+      reason,
+    });
+    const script: ProbeSpec = {
+      type: 'exec',
+      command: remediation.command,
+      timeoutMs: remediation.timeoutMs,
+      intervalMs: remediation.timeoutMs,
+      failureThreshold: 1,
+      action: 'alert',
+    };
+    const result = await this.deps.probes.run(script, this.target());
+    if (generation !== this.generation) return;
+    monitor.remediated({
+      at: this.deps.clock.now(),
+      ok: result.ok,
+      message: result.ok
+        ? `${remediation.command.join(' ')} ran for ${reason}`
+        : `${result.error ?? 'failed'} (run for ${reason})`,
+    });
+    this.deps.report(this.status());
+    const index = this.monitors.indexOf(monitor);
+    this.schedule(generation, monitor.probe.intervalMs, () => this.probeLoop(generation, index));
   }
 
   private exited(generation: number, exit: ExitInfo): void {
@@ -298,18 +345,7 @@ export class InstanceRunner {
     const now = this.deps.clock.now();
     const step = nextStep(this.restartTimes, now, this.spec.availability.restart);
     if (step.action === 'give-up') {
-      this.deps.logger.log('warn', 'remediation gave up; asking for failover', {
-        workload: this.workload,
-        reason,
-      });
-      void this.terminate().then(() => {
-        if (generation !== this.generation) return;
-        this.failoverRequested = true;
-        this.setState(
-          'failed',
-          `${reason}; ${step.restarts} restarts within the window, asking for failover`,
-        );
-      });
+      this.giveUp(reason, `${step.restarts} restarts within the window`, generation);
       return;
     }
     this.restartTimes = [
@@ -321,6 +357,20 @@ export class InstanceRunner {
     this.schedule(generation, step.delayMs, async () => {
       await this.terminate();
       if (generation === this.generation) await this.start();
+    });
+  }
+
+  /** The top of the ladder: stop here and ask the controller to fail the workload over. */
+  private giveUp(reason: string, why: string, generation = ++this.generation): void {
+    this.clearTimers();
+    this.deps.logger.log('warn', 'remediation gave up; asking for failover', {
+      workload: this.workload,
+      reason,
+    });
+    void this.terminate().then(() => {
+      if (generation !== this.generation) return;
+      this.failoverRequested = true;
+      this.setState('failed', `${reason}; ${why}, asking for failover`);
     });
   }
 

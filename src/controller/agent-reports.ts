@@ -8,6 +8,7 @@ import type { Logger } from '../core/ports.js';
 import type { AgentHello, AgentMessage } from '../core/protocol.js';
 import type { StateStore } from '../store/port.js';
 import { progress } from './failover/progress.js';
+import { probeEvents, probesChanged } from './probe-events.js';
 
 /** A hello's node record: created at the first, kept up to date (address, inventory) after. */
 export async function upsertNode(store: StateStore, hello: AgentHello, now: number): Promise<void> {
@@ -110,6 +111,7 @@ export async function writeInstance(
     ...(prev?.state !== status.state || prev.epoch !== status.epoch
       ? [instanceEvent(status, now)]
       : []),
+    ...probeEvents(prev, status, now),
     ...update.events,
   ];
   return (await store.txn({ compares, puts, events })).ok;
@@ -126,7 +128,7 @@ function instanceChanged(prev: InstanceRecord, next: AgentMessageStatus): boolea
     prev.restartNonce !== next.restartNonce ||
     prev.failoverRequested !== next.failoverRequested ||
     JSON.stringify(prev.ports) !== JSON.stringify(next.ports) ||
-    Object.entries(next.probes).some(([name, p]) => prev.probes[name]?.ok !== p.ok)
+    probesChanged(prev.probes, next.probes)
   );
 }
 

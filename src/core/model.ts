@@ -116,10 +116,24 @@ export type InstanceState =
   'starting' | 'healthy' | 'unhealthy' | 'restarting' | 'failed' | 'stopping' | 'stopped';
 
 export interface ProbeStatus {
+  /** The last check's outcome. */
   ok: boolean;
   consecutiveFailures: number;
   lastCheckedAt?: number;
   lastError?: string;
+  /** How long the last check took (a response time, for the latency threshold and charts). */
+  lastDurationMs?: number;
+  /**
+   * The probe's verdict: one of its thresholds (consecutive failures, latency, error rate) is
+   * crossed. The controller journals `probe.failed` and `probe.recovered` as this changes.
+   */
+  failing?: boolean;
+  /** Which threshold is crossed, in words, while failing. */
+  reason?: string;
+  /** What failing does (docs/probes.md); absent in reports of older agents. */
+  action?: 'alert' | 'script' | 'restart' | 'failover';
+  /** The last remediation script this probe ran, and how it ended. */
+  remediation?: { at: number; ok: boolean; message: string };
 }
 
 /** One incarnation of a workload on one node, as its agent reports it. */
@@ -154,7 +168,7 @@ export interface InstanceRecord extends InstanceStatus {
 }
 
 export type EventSubjectKind =
-  'cluster' | 'node' | 'workload' | 'instance' | 'controller' | 'action' | 'volume';
+  'cluster' | 'node' | 'workload' | 'instance' | 'controller' | 'action' | 'volume' | 'alert';
 
 /** An event as a component proposes it; the store assigns `seq`. */
 export interface NewEvent {

@@ -1,6 +1,7 @@
 // Messages of an agent session (WebSocket, JSON). Every message is validated when it arrives; a
 // malformed one closes that session with a logged reason.
 import { z } from 'zod';
+import { probeActionSchema } from './probe-spec.js';
 import { capacitySchema, nameSchema, nodeRoleSchema, workloadSpecSchema } from './spec.js';
 import { volumeRequestSchema, volumeResultSchema } from './volumes.js';
 
@@ -13,6 +14,13 @@ const probeStatusSchema = z.object({
   consecutiveFailures: z.number().int().nonnegative(),
   lastCheckedAt: z.number().optional(),
   lastError: z.string().max(2048).optional(),
+  lastDurationMs: z.number().nonnegative().optional(),
+  failing: z.boolean().optional(),
+  reason: z.string().max(2048).optional(),
+  action: probeActionSchema.optional(),
+  remediation: z
+    .object({ at: z.number(), ok: z.boolean(), message: z.string().max(2048) })
+    .optional(),
 });
 
 export const instanceStatusSchema = z.object({

@@ -400,8 +400,46 @@ const malformed: MalformedCase[] = [
     name: 'a probe of an unknown type',
     mutate: (s) => (s.workloads[1].probes[0].type = 'udp'),
     expected: [
-      [`${w1}.probes[0].type`, /expected a probe of type "tcp", "http" or "exec", got "udp"/],
+      [
+        `${w1}.probes[0].type`,
+        /expected a probe of type "tcp", "http", "exec", "dependency" or "resource", got "udp"/,
+      ],
     ],
+  },
+  {
+    name: 'a dependency probe with two targets',
+    mutate: (s) =>
+      s.workloads[1].probes.push({
+        type: 'dependency',
+        tcp: '127.0.0.1:5432',
+        http: 'http://127.0.0.1:8500/v1/status',
+      }),
+    expected: [[`${w1}.probes[1]`, /expected exactly one target: tcp \("host:port"\) or http/]],
+  },
+  {
+    name: 'a dependency probe whose tcp target has no port',
+    mutate: (s) => s.workloads[1].probes.push({ type: 'dependency', tcp: 'db.internal' }),
+    expected: [[`${w1}.probes[1].tcp`, /expected "host:port"/]],
+  },
+  {
+    name: 'a resource probe without a limit',
+    mutate: (s) => s.workloads[1].probes.push({ type: 'resource' }),
+    expected: [[`${w1}.probes[1]`, /expected at least one limit: cpuPercentMax, memoryMiBMax/]],
+  },
+  {
+    name: 'a script action without its remediation',
+    mutate: (s) => (s.workloads[1].probes[0].action = 'script'),
+    expected: [[`${w1}.probes[0].remediation`, /required for action "script"/]],
+  },
+  {
+    name: 'a latency quantile below the median',
+    mutate: (s) => (s.workloads[1].probes[0].latency = { thresholdMs: 200, quantile: 0.3 }),
+    expected: [[`${w1}.probes[0].latency.quantile`, /expected a quantile between 0.5 and 1/]],
+  },
+  {
+    name: 'an unknown probe action',
+    mutate: (s) => (s.workloads[1].probes[0].action = 'reboot'),
+    expected: [[`${w1}.probes[0].action`, /expected an action: "alert", "script", "restart"/]],
   },
   {
     name: 'the reserved vm driver',

@@ -11,6 +11,7 @@ import {
   type ClusterSpec,
   type WorkloadSpec,
 } from './spec.js';
+import type { ProbeSpec } from './probe-spec.js';
 
 export interface SpecProblem {
   /** Where the problem is, e.g. `workloads[0].probes[1].endpoint`. */
@@ -270,7 +271,8 @@ function checkWorkload(workload: WorkloadSpec, at: string, ctx: WorkloadContext)
   problems.push(...duplicates(probeNames, (i) => `${at}.probes[${i}].name`, 'probe'));
   const endpoints = new Set(workload.endpoints.map((e) => e.name));
   workload.probes.forEach((probe, i) => {
-    if (probe.type !== 'exec' && !endpoints.has(probe.endpoint)) {
+    problems.push(...probeProblems(probe, `${at}.probes[${i}]`));
+    if ((probe.type === 'tcp' || probe.type === 'http') && !endpoints.has(probe.endpoint)) {
       problems.push({
         path: `${at}.probes[${i}].endpoint`,
         message: `expected an endpoint of this workload, got "${probe.endpoint}"`,
@@ -416,4 +418,35 @@ function checkFeasible(
       ];
   }
   return [];
+}
+
+/** What one probe's fields cannot say alone: the target of a dependency, a limit of a resource probe, a script. */
+function probeProblems(probe: ProbeSpec, at: string): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  if (probe.type === 'dependency' && (probe.tcp === undefined) === (probe.http === undefined))
+    problems.push({
+      path: at,
+      message: 'expected exactly one target: tcp ("host:port") or http (a URL)',
+    });
+  if (
+    probe.type === 'resource' &&
+    probe.cpuPercentMax === undefined &&
+    probe.memoryMiBMax === undefined &&
+    probe.openFilesMax === undefined
+  )
+    problems.push({
+      path: at,
+      message: 'expected at least one limit: cpuPercentMax, memoryMiBMax or openFilesMax',
+    });
+  if (probe.action === 'script' && probe.remediation === undefined)
+    problems.push({
+      path: `${at}.remediation`,
+      message: 'required for action "script": a remediation with the command to run',
+    });
+  if (probe.action !== 'script' && probe.remediation !== undefined)
+    problems.push({
+      path: `${at}.action`,
+      message: `expected "script" where a remediation is given, got "${probe.action}"`,
+    });
+  return problems;
 }

@@ -1,55 +1,21 @@
 // The cluster spec: sites, nodes and workloads, as zod schemas. A spec is validated whole; every
 // problem is reported with its path and what was expected, and nothing of an invalid spec is applied.
 import { z } from 'zod';
+import {
+  nameSchema,
+  text,
+  wholeNumber,
+  listOf,
+  commandSchema,
+  labelsSchema,
+  positive,
+  positiveInt,
+  durationMs,
+} from './spec-fields.js';
+import { probeSpecSchema } from './probe-spec.js';
 
-const nameRegex = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const nameExpected = 'expected a name of lowercase letters, digits and "-" (1-63 characters)';
-export const nameSchema = z
-  .string({ error: nameExpected })
-  .regex(nameRegex, { error: nameExpected });
-
-// Every schema below carries its own message: zod's defaults ("Invalid input", "Too small") say
-// neither what the field is nor what would be accepted, and the spec's reader is a person.
-const text = (what: string, max: number) => {
-  const expected = `expected ${what} of at most ${max} characters`;
-  return z.string({ error: expected }).max(max, { error: expected });
-};
-const wholeNumber = (what: string, min: number, max: number) => {
-  const expected = `expected ${what} between ${min} and ${max}`;
-  return z
-    .number({ error: expected })
-    .int({ error: expected })
-    .min(min, { error: expected })
-    .max(max, { error: expected });
-};
-const listOf = <T extends z.ZodType>(item: T, what: string) =>
-  z.array(item, { error: `expected a list of ${what}` });
-const commandSchema = listOf(
-  z
-    .string({ error: 'expected each word of the command as a string' })
-    .min(1, { error: 'expected a non-empty word' }),
-  'words (the command and its arguments)',
-).min(1, { error: 'expected a command of at least one word' });
-
-const labelsSchema = z.record(
-  z.string({ error: 'expected a label key' }).regex(/^[a-zA-Z0-9._/-]{1,63}$/, {
-    error: 'expected a label key of letters, digits, ".", "_", "/", "-"',
-  }),
-  text('a label value', 63),
-  { error: 'expected labels as a map of key: value' },
-);
-
-const positive = (what: string) =>
-  z.number({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
-const positiveInt = (what: string) =>
-  z
-    .number({ error: `expected ${what}` })
-    .int({ error: `expected ${what}` })
-    .positive({ error: `expected ${what}` });
-const durationMs = (what: string, max: number) =>
-  positiveInt(`${what} as a positive whole number of milliseconds`).max(max, {
-    error: `expected ${what} of at most ${max} ms`,
-  });
+export { nameSchema } from './spec-fields.js';
+export { probeSpecSchema, type ProbeSpec } from './probe-spec.js';
 
 export const siteSpecSchema = z.strictObject({
   name: nameSchema,
@@ -148,37 +114,6 @@ export const endpointSpecSchema = z.strictObject({
   /** A virtual IP that follows the active instance instead of a redirector route. */
   vip: vipSpecSchema.optional(),
 });
-
-const probeCommon = {
-  name: nameSchema.optional(),
-  intervalMs: durationMs('an interval', 3_600_000).default(1000),
-  timeoutMs: durationMs('a timeout', 600_000).default(1000),
-  failureThreshold: wholeNumber('a whole number of failures', 1, 100).default(3),
-};
-
-export const probeSpecSchema = z.discriminatedUnion(
-  'type',
-  [
-    z.strictObject({ type: z.literal('tcp'), endpoint: nameSchema, ...probeCommon }),
-    z.strictObject({
-      type: z.literal('http'),
-      endpoint: nameSchema,
-      path: z
-        .string({ error: 'expected a path starting with "/"' })
-        .startsWith('/', { error: 'expected a path starting with "/"' })
-        .default('/'),
-      expectStatus: wholeNumber('an HTTP status', 100, 599).default(200),
-      bodyMatch: text('a body match', 1024).optional(),
-      ...probeCommon,
-    }),
-    z.strictObject({
-      type: z.literal('exec'),
-      command: commandSchema,
-      ...probeCommon,
-    }),
-  ],
-  { error: 'expected a probe of type "tcp", "http" or "exec"' },
-);
 
 export const restartPolicySchema = z
   .strictObject({
@@ -345,7 +280,6 @@ export type NodeRole = z.infer<typeof nodeRoleSchema>;
 export type Resources = z.infer<typeof resourcesSchema>;
 export type EndpointSpec = z.infer<typeof endpointSpecSchema>;
 export type VipSpec = z.infer<typeof vipSpecSchema>;
-export type ProbeSpec = z.infer<typeof probeSpecSchema>;
 export type RestartPolicy = z.infer<typeof restartPolicySchema>;
 export type Placement = z.infer<typeof placementSchema>;
 export type WorkloadSpec = z.infer<typeof workloadSpecSchema>;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { dataFileName, unhealthyMarkerName, valueBytesMax } from './kv-service.js';
+import { dataFileName, slowMarkerName, unhealthyMarkerName, valueBytesMax } from './kv-service.js';
 
 const entryFile = fileURLToPath(new URL('./kv-service.ts', import.meta.url));
 // Resolved here because the service runs in a temporary directory with no node_modules of its own.
@@ -209,6 +209,33 @@ describe('kv-service', () => {
     assert.match(await res.text(), /expected "healthy" as true or false/);
     assert.deepEqual(await health(running), [200, 'ok']);
     assert.equal(await stopService(running), 0);
+  });
+
+  it('answers slowly while the slow switch is on, and a restart cures it unless persisted', async () => {
+    const dir = tempDir();
+    const first = await startService(dir, { PORT: String(await freePort()) });
+    const slow = (body: Record<string, unknown>) =>
+      fetch(`${first.base}/admin/slow`, { method: 'POST', body: JSON.stringify(body) });
+    const bad = await slow({ delayMs: -1 });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /expected "delayMs" as a whole number of milliseconds/);
+    assert.equal((await slow({ delayMs: 300 })).status, 204);
+    const startedAt = performance.now();
+    assert.deepEqual(await health(first), [200, 'ok']);
+    assert.ok(performance.now() - startedAt >= 300, 'the answer waited for the delay');
+    assert.equal(existsSync(join(dir, slowMarkerName)), false);
+    assert.equal(await stopService(first), 0);
+    // Not persisted: the restarted service answers at once.
+    const second = await startService(dir, { PORT: String(await freePort()) });
+    const info = (await (await fetch(`${second.base}/info`)).json()) as Record<string, unknown>;
+    assert.equal(info.slowDelayMs, 0);
+    const persisted = await fetch(`${second.base}/admin/slow`, {
+      method: 'POST',
+      body: JSON.stringify({ delayMs: 250, persist: true }),
+    });
+    assert.equal(persisted.status, 204);
+    assert.equal(readFileSync(join(dir, slowMarkerName), 'utf8').trim(), '250');
+    assert.equal(await stopService(second), 0);
   });
 
   it('reports pid, node, workload, epoch and start time on /info', async () => {

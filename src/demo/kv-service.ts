@@ -29,6 +29,9 @@ const stopGraceMs = 2000;
 
 export const dataFileName = 'kv-data.jsonl';
 export const unhealthyMarkerName = 'unhealthy';
+export const slowMarkerName = 'slow';
+/** The longest delay the slow switch adds to each answer. */
+export const slowDelayMsMax = 60_000;
 
 export interface KvServiceOptions {
   port: number;
@@ -157,6 +160,44 @@ class HealthSwitch {
   }
 }
 
+/**
+ * The slow switch: every answer but the admin ones waits this long, to stage an application that
+ * still answers but too slowly (for the latency probe). Persisted like the health switch.
+ */
+class SlowSwitch {
+  delayMs = 0;
+
+  constructor(private readonly marker: string) {
+    if (existsSync(marker)) this.delayMs = Number(readFileSync(marker, 'utf8').trim()) || 0;
+  }
+
+  set(delayMs: number, persist: boolean): void {
+    this.delayMs = delayMs;
+    if (delayMs > 0 && persist) writeFileSync(this.marker, `${delayMs}\n`);
+    else rmSync(this.marker, { force: true });
+  }
+}
+
+function parseAdminSlow(body: Buffer): { delayMs: number; persist: boolean } | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return 'expected a JSON body';
+  }
+  if (typeof value !== 'object' || value === null) return 'expected a JSON object';
+  const { delayMs, persist = false } = value as Record<string, unknown>;
+  if (
+    typeof delayMs !== 'number' ||
+    !Number.isInteger(delayMs) ||
+    delayMs < 0 ||
+    delayMs > slowDelayMsMax
+  )
+    return `expected "delayMs" as a whole number of milliseconds from 0 to ${slowDelayMsMax}`;
+  if (typeof persist !== 'boolean') return 'expected "persist" as true or false';
+  return { delayMs, persist };
+}
+
 interface AdminHealthBody {
   healthy: boolean;
   reason: string;
@@ -199,6 +240,7 @@ function parseKey(rawKey: string): { key: string } | { error: string } {
 interface Service {
   store: KvStore;
   health: HealthSwitch;
+  slow: SlowSwitch;
   info: Record<string, unknown>;
 }
 
@@ -242,9 +284,25 @@ async function handleAdminHealth(
   send(res, 204);
 }
 
+async function handleAdminSlow(
+  service: Service,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const body = await readBody(req, adminBodyBytesMax);
+  if (!body.ok) return tooLarge(req, res, adminBodyBytesMax);
+  const parsed = parseAdminSlow(body.body);
+  if (typeof parsed === 'string') return send(res, 400, `${parsed}\n`);
+  service.slow.set(parsed.delayMs, parsed.persist);
+  send(res, 204);
+}
+
 async function route(service: Service, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   const get = req.method === 'GET';
+  if (path === '/admin/slow' && req.method === 'POST') return handleAdminSlow(service, req, res);
+  if (service.slow.delayMs > 0 && !path.startsWith('/admin/'))
+    await new Promise((resolve) => setTimeout(resolve, service.slow.delayMs));
   if (path.startsWith('/kv/')) return handleKey(service, req, res, path.slice('/kv/'.length));
   if (path === '/kv' && get)
     return send(res, 200, JSON.stringify(service.store.keys()), 'application/json');
@@ -253,7 +311,12 @@ async function route(service: Service, req: IncomingMessage, res: ServerResponse
     return reason === undefined ? send(res, 200, 'ok') : send(res, 503, `unhealthy: ${reason}`);
   }
   if (path === '/info' && get)
-    return send(res, 200, JSON.stringify(service.info), 'application/json');
+    return send(
+      res,
+      200,
+      JSON.stringify({ ...service.info, slowDelayMs: service.slow.delayMs }),
+      'application/json',
+    );
   if (path === '/admin/health' && req.method === 'POST')
     return handleAdminHealth(service, req, res);
   send(res, 404, 'not found\n');
@@ -265,6 +328,7 @@ export function startKvService(options: KvServiceOptions): Promise<Server> {
   const service: Service = {
     store: new KvStore(join(options.dir, dataFileName)),
     health: new HealthSwitch(join(options.dir, unhealthyMarkerName)),
+    slow: new SlowSwitch(join(options.dir, slowMarkerName)),
     info: {
       pid: process.pid,
       node: options.env.CONTINUUM_NODE ?? null,

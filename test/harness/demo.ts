@@ -28,6 +28,8 @@ export interface DemoOptions {
   };
   /** Replaces the demo's nodes (the chaos run uses four); each gets the demo's node capacity. */
   nodes?: AgentSpec[];
+  /** Probes added to the demo workload's own health check. */
+  extraProbes?: Record<string, unknown>[];
   /** Several controllers sharing this etcd (they elect a leader) instead of one on SQLite. */
   etcd?: TestClusterOptions['etcd'];
 }
@@ -43,6 +45,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     if (options.restart !== undefined) {
       for (const w of spec.workloads ?? [])
         w.availability = { ...w.availability, restart: options.restart };
+    }
+    if (options.extraProbes !== undefined) {
+      for (const w of spec.workloads ?? [])
+        w.probes = [...(w.probes ?? []), ...(options.extraProbes as typeof w.probes & [])];
     }
     const nodes = options.nodes ?? demoNodes;
     if (options.nodes !== undefined) {

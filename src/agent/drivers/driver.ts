@@ -43,6 +43,8 @@ export interface InstanceInspection {
 export interface InstanceStats {
   cpuSeconds: number;
   rssBytes: number;
+  /** Open file descriptors of the instance's processes, where the driver can count them. */
+  openFiles?: number;
 }
 
 export interface Driver {

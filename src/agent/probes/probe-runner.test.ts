@@ -145,3 +145,26 @@ test('exec: a timeout kills the whole group and says so', async (t) => {
   // The group got SIGKILL; its death is asynchronous, so wait for it with a deadline.
   await waitFor(() => !isProcessAlive(child), `background child ${child} gone`);
 });
+
+test('dependency: reached over tcp or http from the node, whatever the instance listens on', async (t) => {
+  const tcpPort = await listen(
+    t,
+    createTcpServer((socket) => socket.end()),
+  );
+  const httpPort = await httpServer(t);
+  const gone = await closedPort();
+  const dependency = (extra: Record<string, unknown>) =>
+    probeSpecSchema.parse({ type: 'dependency', ...extra });
+  const run = (extra: Record<string, unknown>) => realProbeRunner.run(dependency(extra), target(t));
+  assert.equal((await run({ tcp: `${host}:${tcpPort}` })).ok, true);
+  assert.equal((await run({ http: `http://${host}:${httpPort}/health` })).ok, true);
+  const refused = await run({ tcp: `${host}:${gone}` });
+  assert.equal(refused.ok, false);
+  assert.match(refused.error ?? '', new RegExp(`tcp ${host}:${gone}: ECONNREFUSED`));
+  const wrongStatus = await run({ http: `http://${host}:${httpPort}/broken` });
+  assert.equal(wrongStatus.answered, true);
+  assert.match(wrongStatus.error ?? '', /status 503, expected 200/);
+  const slow = await run({ http: `http://${host}:${httpPort}/slow`, timeoutMs: 200 });
+  assert.match(slow.error ?? '', /no answer within 200 ms/);
+  assert.equal(dependency({ tcp: 'db:5432' }).action, 'alert', 'a dependency alerts unless told');
+});

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ProbeSpec } from '../../core/spec.js';
+import { parseHostPort, type ProbeSpec } from '../../core/probe-spec.js';
 import { workloadEnvironment } from '../drivers/process/environment.js';
 import type { ProbeRunner, ProbeTarget } from './probe.js';
 
@@ -15,6 +15,7 @@ export const execOutputTailChars = 200;
 type TcpProbe = Extract<ProbeSpec, { type: 'tcp' }>;
 type HttpProbe = Extract<ProbeSpec, { type: 'http' }>;
 type ExecProbe = Extract<ProbeSpec, { type: 'exec' }>;
+type DependencyProbe = Extract<ProbeSpec, { type: 'dependency' }>;
 
 export const realProbeRunner: ProbeRunner = {
   async run(probe, target, signal) {
@@ -55,7 +56,23 @@ function check(
       return checkHttp(probe, target, signal);
     case 'exec':
       return checkExec(probe, target, signal);
+    case 'dependency':
+      return checkDependency(probe, signal);
+    case 'resource':
+      // Measured by the instance runner from the driver's stats (resource-check.ts).
+      return Promise.resolve('a resource probe is judged from the driver, not run');
   }
+}
+
+/** Something the instance needs, reached from this node: a TCP connect or an HTTP GET. */
+function checkDependency(
+  probe: DependencyProbe,
+  signal?: AbortSignal,
+): Promise<Failure | undefined> {
+  if (probe.http !== undefined) return fetchAndJudge(probe.http, probe, signal);
+  const target = parseHostPort(probe.tcp ?? '');
+  if (target === undefined) return Promise.resolve(`no target: ${String(probe.tcp)}`);
+  return connectTcp(target.host, target.port, probe.timeoutMs, signal);
 }
 
 function endpointPort(endpoint: string, target: ProbeTarget): number | string {
@@ -72,9 +89,18 @@ function checkTcp(
 ): Promise<Failure | undefined> {
   const port = endpointPort(probe.endpoint, target);
   if (typeof port === 'string') return Promise.resolve(port);
-  const address = `${target.host}:${port}`;
+  return connectTcp(target.host, port, probe.timeoutMs, signal);
+}
+
+function connectTcp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Failure | undefined> {
+  const address = `${host}:${port}`;
   return new Promise((resolve) => {
-    const socket = connect({ host: target.host, port });
+    const socket = connect({ host, port });
     const finish = (error: string | undefined): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
@@ -83,8 +109,8 @@ function checkTcp(
     };
     const onAbort = (): void => finish('probe cancelled');
     const timer = setTimeout(
-      () => finish(`tcp ${address}: no connection within ${probe.timeoutMs} ms`),
-      probe.timeoutMs,
+      () => finish(`tcp ${address}: no connection within ${timeoutMs} ms`),
+      timeoutMs,
     );
     signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => finish(undefined));
@@ -101,7 +127,15 @@ async function checkHttp(
 ): Promise<Failure | undefined> {
   const port = endpointPort(probe.endpoint, target);
   if (typeof port === 'string') return port;
-  const url = `http://${target.host}:${port}${probe.path}`;
+  return fetchAndJudge(`http://${target.host}:${port}${probe.path}`, probe, signal);
+}
+
+/** GET url; healthy when the status is expected and the body holds bodyMatch (if any). */
+async function fetchAndJudge(
+  url: string,
+  probe: { timeoutMs: number; expectStatus: number; bodyMatch?: string },
+  signal?: AbortSignal,
+): Promise<Failure | undefined> {
   const timeout = AbortSignal.timeout(probe.timeoutMs);
   const signals = signal === undefined ? [timeout] : [timeout, signal];
   try {

@@ -70,3 +70,12 @@ export function readResidentBytes(pid: number): number {
     return 0;
   }
 }
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd); 0 when it is gone or unreadable. */
+export function countOpenFiles(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}

@@ -26,6 +26,7 @@ import {
   processGroupMembers,
   readProcStat,
   readResidentBytes,
+  countOpenFiles,
 } from './proc-fs.js';
 import { ShimClient } from './shim-client.js';
 import { launchShim } from './shim-launch.js';
@@ -228,12 +229,13 @@ export class ProcessDriver implements Driver {
   }
 
   stats(handle: InstanceHandle): Promise<InstanceStats> {
-    const stats: InstanceStats = { cpuSeconds: 0, rssBytes: 0 };
+    const stats = { cpuSeconds: 0, rssBytes: 0, openFiles: 0 } satisfies InstanceStats;
     if (!this.ownsGroup(handle)) return Promise.resolve(stats);
     // The whole process group: a workload that forks workers is measured as one.
     for (const member of processGroupMembers(handle.pid)) {
       stats.cpuSeconds += (member.userTicks + member.systemTicks) / clockTicksPerSecond;
       stats.rssBytes += readResidentBytes(member.pid);
+      stats.openFiles += countOpenFiles(member.pid);
     }
     return Promise.resolve(stats);
   }
