@@ -363,7 +363,7 @@ export class AgentCore {
       await runner.start();
       return;
     }
-    runner.spec = a.spec;
+    runner.updateSpec(a.spec);
     if (a.restartNonce > runner.restartNonce) await runner.restartFor(a.restartNonce);
     else if (!runner.running && !runner.failed && runner.status().state !== 'restarting')
       await runner.start();

@@ -60,6 +60,8 @@ export class InstanceRunner {
   private restartTimes: number[] = [];
   private monitors: ProbeMonitor[];
   private durationsReportedAt = -Infinity;
+  /** Raised when the spec's probes change: loops of the old probes end at their next turn. */
+  private probeRound = 0;
   private generation = 0;
   private timers = new Set<TimerHandle>();
   private unsubscribeExit: (() => void) | undefined;
@@ -245,9 +247,7 @@ export class InstanceRunner {
     if (result.ok) {
       for (const monitor of this.monitors) monitor.restart();
       this.setState('healthy');
-      this.monitors.forEach((monitor, i) =>
-        this.schedule(generation, monitor.probe.intervalMs, () => this.probeLoop(generation, i)),
-      );
+      this.startProbeLoops(generation);
       return;
     }
     const counts = result.answeredFailures > 0 && now - countedAt >= intervalMs;
@@ -267,10 +267,37 @@ export class InstanceRunner {
     );
   }
 
-  private async probeLoop(generation: number, index: number): Promise<void> {
+  private startProbeLoops(generation: number): void {
+    const round = this.probeRound;
+    this.monitors.forEach((monitor, i) =>
+      this.schedule(generation, monitor.probe.intervalMs, () =>
+        this.probeLoop(generation, i, round),
+      ),
+    );
+  }
+
+  /**
+   * A new spec at the same epoch: changed probes apply at once to a running instance (an
+   * operator who adds a probe expects it to watch now); the rest applies at the next start.
+   */
+  updateSpec(spec: WorkloadSpec): void {
+    const probesChanged = JSON.stringify(spec.probes) !== JSON.stringify(this.spec.probes);
+    this.spec = spec;
+    if (!probesChanged) return;
+    this.probeRound++;
+    this.monitors = spec.probes.map((probe, i) => new ProbeMonitor(probe, i));
+    if (this.state === 'healthy' || this.state === 'unhealthy') {
+      for (const monitor of this.monitors) monitor.restart();
+      this.startProbeLoops(this.generation);
+      this.deps.report(this.status());
+    }
+  }
+
+  private async probeLoop(generation: number, index: number, round: number): Promise<void> {
+    if (round !== this.probeRound) return;
     const monitor = this.monitors[index]!;
     const result = await this.check(monitor);
-    if (generation !== this.generation) return;
+    if (generation !== this.generation || round !== this.probeRound) return;
     const now = this.deps.clock.now();
     const change = monitor.record(result, now);
     const { probe } = monitor;
@@ -278,7 +305,7 @@ export class InstanceRunner {
       const reason = `probe ${monitor.name}: ${monitor.status.reason ?? 'failing'} (${result.error ?? 'last check ok'})`;
       if (probe.action === 'failover') return this.giveUp(reason, 'its action is failover');
       if (probe.action === 'script' && monitor.takeScriptTurn())
-        return this.runRemediation(generation, monitor, reason);
+        return this.runRemediation(generation, monitor, reason, round);
       return this.remediate(reason);
     }
     if (isReadinessProbe(probe) && change.okChanged)
@@ -291,7 +318,7 @@ export class InstanceRunner {
       this.durationsReportedAt = now;
       this.deps.report(this.status());
     }
-    this.schedule(generation, probe.intervalMs, () => this.probeLoop(generation, index));
+    this.schedule(generation, probe.intervalMs, () => this.probeLoop(generation, index, round));
   }
 
   /**
@@ -302,6 +329,7 @@ export class InstanceRunner {
     generation: number,
     monitor: ProbeMonitor,
     reason: string,
+    round: number,
   ): Promise<void> {
     const remediation = monitor.probe.remediation!;
     this.deps.logger.log('warn', 'probe failing; running its remediation script', {
@@ -317,7 +345,7 @@ export class InstanceRunner {
       action: 'alert',
     };
     const result = await this.deps.probes.run(script, this.target());
-    if (generation !== this.generation) return;
+    if (generation !== this.generation || round !== this.probeRound) return;
     monitor.remediated({
       at: this.deps.clock.now(),
       ok: result.ok,
@@ -327,7 +355,9 @@ export class InstanceRunner {
     });
     this.deps.report(this.status());
     const index = this.monitors.indexOf(monitor);
-    this.schedule(generation, monitor.probe.intervalMs, () => this.probeLoop(generation, index));
+    this.schedule(generation, monitor.probe.intervalMs, () =>
+      this.probeLoop(generation, index, round),
+    );
   }
 
   private exited(generation: number, exit: ExitInfo): void {

@@ -213,4 +213,31 @@ describe('probe actions', () => {
     assert.match(usage?.lastError ?? '', /memory 300 MiB above 100 MiB/);
     assert.equal(t.runner.status().state, 'healthy');
   });
+
+  it('watches with a probe added to the spec at once, without a restart', async () => {
+    let reachable = true;
+    const t = setup([{ type: 'http', name: 'health', endpoint: 'http' }], (probe) =>
+      probe.type !== 'dependency' || reachable ? ok() : down('ECONNREFUSED'),
+    );
+    await t.runner.start();
+    await t.run(2000);
+    const spec = workloadSpecSchema.parse({
+      ...t.runner.spec,
+      probes: [
+        ...t.runner.spec.probes,
+        { type: 'dependency', name: 'db', tcp: '127.0.0.1:5432', failureThreshold: 2 },
+      ],
+    });
+    t.runner.updateSpec(spec);
+    reachable = false;
+    await t.run(3000);
+    assert.equal(t.runner.status().probes.db?.failing, true);
+    assert.equal(t.driver.started.length, 1);
+    // Removed again: its loop ends and it is no longer reported.
+    t.runner.updateSpec(workloadSpecSchema.parse({ ...spec, probes: spec.probes.slice(0, 1) }));
+    const checks = t.ran.length;
+    await t.run(3000);
+    assert.equal(t.runner.status().probes.db, undefined);
+    assert.ok(t.ran.slice(checks).every((p) => p.type === 'http'));
+  });
 });
