@@ -18,10 +18,18 @@
 // (bench/controllers.ts): the leader SIGKILLed --runs N times, time until a follower leads and
 // until every agent is back with it, then node-crash restore with 2 controllers on etcd against
 // 1 on SQLite in the same run (--controllers C, default 2).
+// --only console: the browser console in headless chromium (bench/console.ts): time to first
+// render of the overview and from an event to the screen, with the demo cluster and with a
+// simulated 1,000-node, 5,000-workload controller state.
+// --only probes: probe overhead (bench/probes.ts): one agent's CPU and memory with
+// --probe-instances instances (default 100) each with 3 probes at 1 s, against none, and HAProxy
+// running the same health checks in the same run.
 import { parseArgs } from 'node:util';
 import { benchChaos } from './chaos.js';
+import { benchConsole, formatConsoleBench } from './console.js';
 import { benchControllers, formatControllersBench } from './controllers.js';
 import { benchNbd, formatNbdBench, parseNbdServers } from './nbd.js';
+import { benchProbes, formatProbesBench } from './probes.js';
 import { benchReplication, parseReplicationOptions } from './replication.js';
 import { formatReplicationBench } from './replication-format.js';
 import { benchReplicatedRestore } from './replication-restore.js';
@@ -47,9 +55,10 @@ const { values } = parseArgs({
     'resync-gib': { type: 'string', default: '4' },
     'vrrp-runs': { type: 'string', default: '10' },
     controllers: { type: 'string', default: '2' },
+    'probe-instances': { type: 'string', default: '100' },
     only: {
       type: 'string',
-      default: 'restore,chaos,simulation,nbd,replication,replicated-restore',
+      default: 'restore,chaos,simulation,nbd,replication,replicated-restore,console,probes',
     },
   },
 });
@@ -62,6 +71,8 @@ const sections = [
   'replicated-restore',
   'vrrp',
   'controllers',
+  'console',
+  'probes',
 ] as const;
 const only = new Set(values.only.split(',').map((s) => s.trim()));
 for (const name of only) {
@@ -181,4 +192,19 @@ if (only.has('controllers')) {
   process.stdout.write(`${formatControllersBench(controllers)}\n`);
   if (!('skipped' in controllers))
     process.stdout.write(`saved ${saveResult('controllers', controllers)}\n`);
+}
+
+if (only.has('console')) {
+  const consoleBench = await benchConsole();
+  process.stdout.write(formatConsoleBench(consoleBench));
+  process.stdout.write(`saved ${saveResult('console', consoleBench)}\n`);
+}
+
+if (only.has('probes')) {
+  const instances = Number(values['probe-instances']);
+  if (!Number.isInteger(instances) || instances < 1 || instances > 1000)
+    throw new RangeError(`--probe-instances: expected 1 to 1000, got ${values['probe-instances']}`);
+  const probes = await benchProbes({ instances, seconds: 30 });
+  process.stdout.write(formatProbesBench(probes));
+  if (!('skipped' in probes)) process.stdout.write(`saved ${saveResult('probes', probes)}\n`);
 }

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # Hosts: nftables (nft), the packet filter inside the network namespaces of test/hosts (partitions).
 # VIPs: iputils-arping (arping -D probes for another holder, arping -U sends gratuitous ARP; the
 # agent's VIP endpoints and test/vip.test.ts).
-apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables iputils-arping)
+# Console: chromium, the real browser that playwright-core drives in test/console (no browser is
+# downloaded at run time).
+apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables iputils-arping chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -23,6 +25,25 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   else
     echo "test: missing Debian packages (run as root to install): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# Metrics: promtool, the Prometheus project's own parser and linter of the text format, which the
+# metrics tests run every /metrics through (promtool check metrics). Debian ships it only in the
+# prometheus package (about 96 MB installed), which also installs the Prometheus server and enables
+# its service: installed without recommends (no node exporter), and the server stopped and disabled
+# where systemd runs, so nothing listens on :9090 or writes to /var/lib/prometheus.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test: installing Debian package prometheus (for promtool)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+  else
+    echo "test: missing promtool (run as root to install Debian package prometheus)" >&2
     exit 1
   fi
 fi

@@ -14,6 +14,8 @@ import { agentProtocolVersion } from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
 import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
 import { AgentCore, type AgentHost } from './agent.js';
+import { AgentMetrics } from './agent-metrics.js';
+import { listenMetrics, parseMetricsListen } from '../platform/metrics-listener.js';
 import { loadAgentState, saveAgentState } from './agent-state.js';
 import { ProcessDriver } from './drivers/process/process-driver.js';
 import { VolumeDriver } from './drivers/volume-driver.js';
@@ -47,6 +49,8 @@ export interface AgentDaemonOptions {
   replicationListen?: string;
   /** See AgentCoreOptions.fenceTimeoutMs (self-fence.ts). */
   fenceTimeoutMs?: number;
+  /** Serve Prometheus metrics at http://<this>/metrics, "host:port" (default: not at all). */
+  metricsListen?: string;
 }
 
 export const agentReplicationListenDefault = '127.0.0.1:0';
@@ -54,6 +58,8 @@ export const agentReplicationListenDefault = '127.0.0.1:0';
 export interface RunningAgent {
   core: AgentCore;
   session: AgentSession;
+  /** Where the metrics are served, with metricsListen. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -164,6 +170,7 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   const usage = new UsageSampler();
   const replicationListen = options.replicationListen ?? agentReplicationListenDefault;
   parseListenAddress(replicationListen); // A bad value fails here, not in the spawned server.
+  if (options.metricsListen !== undefined) parseMetricsListen(options.metricsListen);
   // The volume server runs as its own process in this agent's process group: it outlives an agent
   // restart (mounts stay up), and goes down with the group when the node does.
   const volumes = await VolumeServerClient.connect({
@@ -210,8 +217,15 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     vips,
     send: (message) => link.session?.send(message),
   });
+  const metrics = new AgentMetrics({
+    statuses: () => core.statuses(),
+    nbdCounters: () => volumes.nbdCounters(),
+  });
   await core.recover();
-  volumes.watchReports((report) => core.volumeReport(report));
+  volumes.watchReports((report) => {
+    metrics.volumeReport(report);
+    core.volumeReport(report);
+  });
   const session = new AgentSession({
     controllerUrls: options.controllerUrls,
     token: options.token,
@@ -245,15 +259,27 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
       reportSeq: core.lastReportSeq,
     }),
     onMessage: (message) => core.handle(message),
-    onContact: () => core.controllerHeard(),
-    onClosed: () => core.controllerLost(),
+    onContact: () => {
+      metrics.sessionContact();
+      core.controllerHeard();
+    },
+    onClosed: () => {
+      metrics.sessionClosed();
+      core.controllerLost();
+    },
   });
   link.session = session;
+  const metricsListener =
+    options.metricsListen === undefined
+      ? undefined
+      : await listenMetrics(options.metricsListen, metrics, options.logger);
   session.start();
   return {
     core,
     session,
+    ...(metricsListener === undefined ? {} : { metricsUrl: metricsListener.url }),
     async close() {
+      await metricsListener?.close();
       session.close();
       core.detach();
       // The volume server stays: the instances the agent leaves running keep their mounts.

@@ -18,6 +18,7 @@ import {
 } from '../core/protocol.js';
 import type { VolumeRequest, VolumeResult, VolumeService } from '../core/volumes.js';
 import type { NbdTarget } from '../storage/attach/index.js';
+import type { NbdCounters } from '../storage/nbd/counters.js';
 import type { VolumeDuty, VolumeDutyPort } from '../storage/replication/types.js';
 import type { VolumeProvider } from './drivers/volume-driver.js';
 import { callVolumeServer, type VolumeControl, volumeJobSocketPath } from './volume-jobs.js';
@@ -250,6 +251,16 @@ export class VolumeServerClient implements VolumeService, VolumeProvider, Volume
             error: error instanceof Error ? error.message : String(error),
           }),
       );
+  }
+
+  /**
+   * What NBD clients did through this node's volume server since it started (the agent's metrics),
+   * or undefined while no server answers. Read from its hello answer, which carries them.
+   */
+  async nbdCounters(): Promise<NbdCounters | undefined> {
+    const answer = await callVolumeServer(this.options.dataDir, { op: 'hello' });
+    const nbd = (answer?.result as { nbd?: NbdCounters } | undefined)?.nbd;
+    return nbd !== undefined && typeof nbd === 'object' ? nbd : undefined;
   }
 
   private async call(control: VolumeControl): Promise<unknown> {

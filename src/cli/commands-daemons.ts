@@ -12,6 +12,7 @@ import {
 import { etcdPrefixDefault, startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
 import { streamLogger } from '../platform/logger.js';
+import { parseMetricsListen } from '../platform/metrics-listener.js';
 import { readToken } from '../platform/tokens.js';
 import { continuumHome, defaultControllerUrl } from './paths.js';
 
@@ -41,6 +42,9 @@ function parseLabels(value: string): Record<string, string> {
   }
   return labels;
 }
+
+/** --metrics-listen host:port, checked when the flag is read. */
+const metricsListenOption = (value: string): string => (parseMetricsListen(value), value);
 
 function untilSignal(close: () => Promise<void>): void {
   let closing = false;
@@ -81,6 +85,11 @@ export function addDaemonCommands(program: Command): void {
       leaderLeaseTtlMsDefault,
     )
     .option('--name <id>', "this controller's name in the journal (default controller-<pid>)")
+    .option(
+      '--metrics-listen <host:port>',
+      'also serve GET /metrics without auth here (on the API port it needs the API token)',
+      metricsListenOption,
+    )
     .action(
       async (opts: {
         dataDir: string;
@@ -91,6 +100,7 @@ export function addDaemonCommands(program: Command): void {
         advertiseUrl?: string;
         leaderLeaseMs: number;
         name?: string;
+        metricsListen?: string;
       }) => {
         const logger = streamLogger({ name: 'controller' });
         const running = await startControllerServer({
@@ -111,11 +121,13 @@ export function addDaemonCommands(program: Command): void {
             ? {}
             : { advertiseUrl: parseUrlList('--advertise-url', opts.advertiseUrl)[0]! }),
           ...(opts.name === undefined ? {} : { controllerId: opts.name }),
+          ...(opts.metricsListen === undefined ? {} : { metricsListen: opts.metricsListen }),
         });
         logger.log('info', `controller listening on ${running.url}`, {
           store: opts.etcd === undefined ? 'sqlite' : `etcd ${opts.etcd}`,
           apiTokenFile: running.apiTokenFile,
           agentTokenFile: running.agentTokenFile,
+          ...(running.metricsUrl === undefined ? {} : { metricsUrl: running.metricsUrl }),
         });
         untilSignal(() => running.close());
       },
@@ -146,6 +158,11 @@ export function addDaemonCommands(program: Command): void {
       agentFenceTimeoutMsDefault,
     )
     .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics at http://host:port/metrics (default: off)',
+      metricsListenOption,
+    )
+    .option(
       '--token-file <path>',
       'agent token file',
       join(continuumHome(), 'controller', 'agent.token'),
@@ -163,6 +180,7 @@ export function addDaemonCommands(program: Command): void {
         controller: string;
         replicationListen: string;
         fenceTimeoutMs: number;
+        metricsListen?: string;
         tokenFile: string;
       }) => {
         if (opts.role !== 'production' && opts.role !== 'spare')
@@ -184,7 +202,10 @@ export function addDaemonCommands(program: Command): void {
           logger,
           replicationListen: opts.replicationListen,
           fenceTimeoutMs: opts.fenceTimeoutMs,
+          ...(opts.metricsListen === undefined ? {} : { metricsListen: opts.metricsListen }),
         });
+        if (agent.metricsUrl !== undefined)
+          logger.log('info', `agent metrics at ${agent.metricsUrl}`);
         untilSignal(() => agent.close());
       },
     );
@@ -208,12 +229,18 @@ export function addDaemonCommands(program: Command): void {
       Number,
       15_000,
     )
+    .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics at http://host:port/metrics (default: off)',
+      metricsListenOption,
+    )
     .action(
       async (opts: {
         controller: string;
         tokenFile: string;
         cacheFile: string;
         connectWaitMs: number;
+        metricsListen?: string;
       }) => {
         const logger = streamLogger({ name: 'redirector' });
         const running = await runRedirector({
@@ -222,7 +249,10 @@ export function addDaemonCommands(program: Command): void {
           cacheFile: opts.cacheFile,
           logger,
           connectWaitMs: opts.connectWaitMs,
+          ...(opts.metricsListen === undefined ? {} : { metricsListen: opts.metricsListen }),
         });
+        if (running.metricsUrl !== undefined)
+          logger.log('info', `redirector metrics at ${running.metricsUrl}`);
         untilSignal(() => running.close());
       },
     );

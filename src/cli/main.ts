@@ -2,6 +2,7 @@
 // `continuum`: the operator's tool and the way to start every daemon.
 import { Command, CommanderError } from 'commander';
 import { ApiError } from './client.js';
+import { addAlertCommands } from './commands-alerts.js';
 import { addClientCommands } from './commands-client.js';
 import { addDaemonCommands } from './commands-daemons.js';
 import { addVolumeCommands } from './commands-volume.js';
@@ -14,6 +15,7 @@ const program = new Command('continuum')
 addUpCommand(program);
 addDaemonCommands(program);
 addClientCommands(program);
+addAlertCommands(program);
 addVolumeCommands(program);
 program.exitOverride();
 

@@ -13,6 +13,7 @@ import { parsePort } from './commands-daemons.js';
 import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
 import { demoNodes, demoServicePath, demoSpec, demoVolume } from './demo-spec.js';
 import { stopDemo } from './up-stop.js';
+import { metricsAddresses, metricsLines } from './up-metrics.js';
 import { continuumHome } from './paths.js';
 
 interface UpOptions {
@@ -76,6 +77,7 @@ async function runUp(input: UpOptions): Promise<void> {
   // is up first, a spare as likely as not, and the demo's story (a failover to the spare) is lost.
   await applySpec(running.controller, { ...spec, workloads: [] }, 'continuum-up');
   const children: { name: string; child: ChildProcess }[] = [];
+  const metrics = await metricsAddresses([...demoNodes.map((n) => n.name), 'redirector']);
   for (const node of demoNodes) {
     const dir = join(opts.dataDir, 'nodes', node.name);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -93,6 +95,8 @@ async function runUp(input: UpOptions): Promise<void> {
       running.url,
       '--token-file',
       running.agentTokenFile,
+      '--metrics-listen',
+      metrics.get(node.name)!,
     ];
     children.push({ name: node.name, child: spawnDaemon(args, join(dir, 'agent.log')) });
   }
@@ -109,6 +113,8 @@ async function runUp(input: UpOptions): Promise<void> {
         running.apiTokenFile,
         '--cache-file',
         join(redirectorDir, 'routes.json'),
+        '--metrics-listen',
+        metrics.get('redirector')!,
       ],
       join(redirectorDir, 'redirector.log'),
     ),
@@ -159,6 +165,8 @@ async function runUp(input: UpOptions): Promise<void> {
       'then:',
       `  curl ${endpoint}/health && continuum get failovers`,
       '  continuum events --follow',
+      '',
+      ...metricsLines(running.url, metrics),
       '',
       'Ctrl-C stops everything.',
       '',

@@ -6,6 +6,7 @@ import { keys, type NodeRecord, type NewEvent, type WorkloadRecord } from '../co
 import { vipIp, type ClusterSpec } from '../core/spec.js';
 import { validateSpec, type SpecProblem } from '../core/spec-validate.js';
 import type { Controller } from './controller.js';
+import { readAlertingBefore, withAlerting } from './alerts/apply-alerting.js';
 import { place } from './scheduler/place.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 
@@ -69,14 +70,25 @@ export async function applySpec(
   if (!validation.ok) throw specInvalid(validation.problems);
   const spec = validation.spec;
   const result: ApplyResult = { created: [], updated: [], unchanged: [], revision: 0 };
-  result.revision = await controller.exclusive(() =>
-    writeOrConflict(controller, (state) => {
+  result.revision = await controller.exclusive(async () => {
+    const before = await readAlertingBefore(controller.store);
+    return writeOrConflict(controller, (state) => {
       result.created = [];
       result.updated = [];
       result.unchanged = [];
-      return specTxn(state, spec, controller.clock.now(), actor, result);
-    }),
-  );
+      const now = controller.clock.now();
+      const note = (kind: 'created' | 'updated' | 'unchanged', what: string) =>
+        result[kind].push(what);
+      // The alerting part first, so that the spec.applied event counts it.
+      const alerting = withAlerting({}, spec.alerting, { before, now, actor, note });
+      const txn = specTxn(state, spec, now, actor, result);
+      return {
+        ...txn,
+        compares: [...txn.compares, ...(alerting.compares ?? [])],
+        puts: [...txn.puts, ...(alerting.puts ?? [])],
+      };
+    });
+  });
   return result;
 }
 

@@ -27,7 +27,18 @@ export interface ControllerConfig extends DetectionConfig {
   requestBodyBytesMax: number;
   /** Largest number of push-channel subscribers (events and routes) at once. */
   subscribersMax: number;
+  /** A resync without progress for this long is journaled as stalled (volume.resync-stalled). */
+  resyncStallMs: number;
+  /** How often the metrics history (metrics/history.ts) samples its series. */
+  metricsSampleIntervalMs: number;
+  /** How far back the metrics history reaches; older samples are dropped. */
+  metricsHistoryMs: number;
+  /** Most series the metrics history keeps; samples of further series are dropped and counted. */
+  metricsSeriesMax: number;
 }
+
+/** Samples one history series may hold (metricsHistoryMs / metricsSampleIntervalMs): 24 h at 1 s. */
+export const metricsSamplesPerSeriesMax = 86_400;
 
 export const defaultControllerConfig: ControllerConfig = {
   heartbeatIntervalMs: 200,
@@ -39,6 +50,10 @@ export const defaultControllerConfig: ControllerConfig = {
   writeAttemptsMax: 5,
   requestBodyBytesMax: 1_048_576,
   subscribersMax: 1000,
+  resyncStallMs: 60_000,
+  metricsSampleIntervalMs: 15_000,
+  metricsHistoryMs: 6 * 3_600_000,
+  metricsSeriesMax: 1000,
 };
 
 export function controllerConfig(overrides: Partial<ControllerConfig> = {}): ControllerConfig {
@@ -58,6 +73,12 @@ export function controllerConfig(overrides: Partial<ControllerConfig> = {}): Con
   if (config.downAfterMs <= config.suspectAfterMs) {
     throw new RangeError(
       `controller config downAfterMs: expected more than suspectAfterMs (${config.suspectAfterMs} ms), got ${config.downAfterMs}`,
+    );
+  }
+  const samples = Math.floor(config.metricsHistoryMs / config.metricsSampleIntervalMs);
+  if (samples < 1 || samples > metricsSamplesPerSeriesMax) {
+    throw new RangeError(
+      `controller config metricsHistoryMs: expected from one to ${metricsSamplesPerSeriesMax} sample intervals (${config.metricsSampleIntervalMs} ms each), got ${config.metricsHistoryMs}`,
     );
   }
   return config;

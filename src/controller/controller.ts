@@ -18,7 +18,7 @@ import { decisionTxn } from './reconcile/apply-decision.js';
 import { readState, type ClusterState } from './reconcile/state.js';
 import { dutiesByNode } from './replication/duties.js';
 import { upsertNode, writeInstance, type AgentMessageStatus } from './agent-reports.js';
-import { volumeReport, type ResyncView } from './replication/reports.js';
+import { journalStalledResyncs, volumeReport, type ResyncView } from './replication/reports.js';
 import { assignmentsByNode, epochsByNode, handoffWaits, routesOf } from './views.js';
 import { VolumeRpc } from './volume-rpc.js';
 
@@ -301,6 +301,7 @@ export class Controller {
       }
       if (wrote) state = await this.currentState();
       this.publish(state);
+      await journalStalledResyncs(this, now, this.config.resyncStallMs);
     });
   }
 
@@ -315,6 +316,11 @@ export class Controller {
     const state = await readState(this.store);
     if (generation === this.cacheGeneration) this.cached = state;
     return state;
+  }
+
+  /** The same cached state, for readers outside the loop (metrics at scrape time, samplers). */
+  snapshot(): Promise<ClusterState> {
+    return this.currentState();
   }
 
   private invalidate(): void {

@@ -20,6 +20,9 @@ import { createApi } from './api/app.js';
 import { tokenMatches } from './api/auth.js';
 import { controllerConfig, type ControllerConfig } from './config.js';
 import { Controller } from './controller.js';
+import { AlertShell } from './alerts/shell.js';
+import { ControllerMetrics } from './metrics/controller-metrics.js';
+import { listenMetrics, type MetricsListener } from '../platform/metrics-listener.js';
 
 export interface ControllerServerOptions {
   dataDir: string;
@@ -37,6 +40,11 @@ export interface ControllerServerOptions {
   advertiseUrl?: string;
   /** This controller's name in the journal and the leader key (default controller-<pid>). */
   controllerId?: string;
+  /**
+   * Also serve GET /metrics without auth at this "host:port" (for scrapers that cannot send the
+   * API token); /metrics on the API port always asks for the token.
+   */
+  metricsListen?: string;
 }
 
 /** Key prefix of a cluster's records in a shared etcd, unless told otherwise. */
@@ -49,6 +57,11 @@ export interface RunningController {
   url: string;
   apiTokenFile: string;
   agentTokenFile: string;
+  /** The alert shell (docs/alerts.md); tests wait on alerts.settled(). */
+  alerts: AlertShell;
+  metrics: ControllerMetrics;
+  /** The unauthenticated metrics address, with metricsListen. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -125,8 +138,23 @@ async function serveController(
           },
         }),
   });
-  api.app = createApi(controller, { apiToken });
+  const metrics = new ControllerMetrics(controller);
+  // Bound before the controller starts, so a taken address fails the start with nothing running.
+  let metricsListener: MetricsListener | undefined;
+  if (options.metricsListen !== undefined)
+    metricsListener = await listenMetrics(options.metricsListen, metrics, options.logger);
+  api.app = createApi(controller, { apiToken, metrics });
+  // Counting from before the start, so this controller's own start or election is counted.
+  metrics.start();
   await controller.start();
+  // Alerting runs while this controller leads (alerts/shell.ts checks); it stops before the controller.
+  const alerts = new AlertShell({
+    store: controller.store,
+    clock: systemClock,
+    logger: options.logger.child({ component: 'alerts' }),
+    isLeader: () => controller.isLeader,
+  });
+  alerts.start();
   const wss = new WebSocketServer({ noServer: true, maxPayload: agentMessageBytesMax });
   server.on('upgrade', (request: IncomingMessage, socket, head) => {
     if (
@@ -144,7 +172,13 @@ async function serveController(
     url,
     apiTokenFile: files.api,
     agentTokenFile: files.agent,
+    alerts,
+    metrics,
+    ...(metricsListener === undefined ? {} : { metricsUrl: metricsListener.url }),
     async close() {
+      metrics.stop();
+      await metricsListener?.close();
+      await alerts.stop();
       await controller.stop();
       for (const client of wss.clients) client.terminate();
       server.closeAllConnections?.();

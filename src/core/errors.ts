@@ -49,6 +49,10 @@ export const errorCatalog = {
   CONTINUUM_ERR_ATTACH_TIMEOUT: { status: 504, retryable: true },
   CONTINUUM_ERR_ATTACH_BUSY: { status: 409, retryable: true },
   CONTINUUM_ERR_ATTACH_HANDLE_INVALID: { status: 500, retryable: false },
+  // Alerting (src/controller/alerts, docs/alerts.md).
+  CONTINUUM_ERR_ALERT_CHANNEL_NOT_FOUND: { status: 404, retryable: false },
+  CONTINUUM_ERR_ALERT_SILENCE_NOT_FOUND: { status: 404, retryable: false },
+  CONTINUUM_ERR_ALERT_SILENCE_LIMIT: { status: 409, retryable: true },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof errorCatalog;

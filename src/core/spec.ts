@@ -1,6 +1,7 @@
 // The cluster spec: sites, nodes and workloads, as zod schemas. A spec is validated whole; every
 // problem is reported with its path and what was expected, and nothing of an invalid spec is applied.
 import { z } from 'zod';
+import { alertingSpecSchema } from './alerting-spec.js';
 import {
   nameSchema,
   text,
@@ -231,6 +232,8 @@ export const clusterSpecSchema = z.strictObject({
   sites: listOf(siteSpecSchema, 'sites').default([]),
   nodes: listOf(nodeSpecSchema, 'nodes').default([]),
   workloads: listOf(workloadSpecSchema, 'workloads').default([]),
+  /** Alert channels, rules and routing (alerting-spec.ts); an apply without it keeps the current. */
+  alerting: alertingSpecSchema.optional(),
 });
 
 /** The IP of an endpoint's VIP (without its prefix length), or undefined for a proxied endpoint. */

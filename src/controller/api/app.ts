@@ -20,7 +20,11 @@ import { listFailovers, listInstances, listNodes, listWorkloads } from '../queri
 import { notLeaderError } from '../leader-guard.js';
 import { tokenMatches } from './auth.js';
 import { actorOf, badRequest, jsonBody } from './request.js';
+import { mountConsole } from './console-static.js';
+import { mountAlertRoutes } from './alert-routes.js';
 import { mountVolumeRoutes } from './volume-routes.js';
+import type { ControllerMetrics } from '../metrics/controller-metrics.js';
+import { mountMetricsRoutes } from './metrics-routes.js';
 
 export interface ApiOptions {
   apiToken: string;
@@ -32,6 +36,8 @@ export interface ApiOptions {
    * seconds, as agents do.
    */
   routesKeepAliveMs?: number;
+  /** Serves GET /metrics and /v1/metrics/history (metrics-routes.ts) when given. */
+  metrics?: ControllerMetrics;
 }
 
 /** One comment a second per redirector: cheap, and a vanished controller is noticed in 3 s. */
@@ -177,6 +183,10 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
     return c.json({ node: c.req.param('name'), maintenance: body.on });
   });
   mountVolumeRoutes(app, controller);
+  mountAlertRoutes(app, controller);
+  mountConsole(app);
+  if (options.metrics !== undefined)
+    mountMetricsRoutes(app, options.metrics, { apiToken: options.apiToken });
   app.get('/v1/events', async (c) => {
     const query = parseEventsQuery(c);
     return c.json({ items: await controller.store.readEvents(query) });

@@ -16,6 +16,10 @@ export interface ResyncView {
   bytesToCopy: number;
   blocksCompared: number;
   at: number;
+  /** When bytesCopied or blocksCompared last grew (the first report counts as progress). */
+  progressAt: number;
+  /** Set once the resync was journaled as stalled, until it moves again. */
+  stalledSince?: number;
 }
 
 interface ReportContext {
@@ -37,6 +41,11 @@ export async function volumeReport(
     const key = `${report.volume}/${report.node}`;
     if (!report.done) {
       const { volume, node: target, mode, bytesCopied, bytesToCopy, blocksCompared } = report;
+      const previous = controller.resyncs.get(key);
+      const moved =
+        previous === undefined ||
+        bytesCopied > previous.bytesCopied ||
+        blocksCompared > previous.blocksCompared;
       controller.resyncs.set(key, {
         volume,
         node: target,
@@ -46,7 +55,21 @@ export async function volumeReport(
         bytesToCopy,
         blocksCompared,
         at: now,
+        progressAt: moved ? now : previous.progressAt,
+        ...(moved || previous.stalledSince === undefined
+          ? {}
+          : { stalledSince: previous.stalledSince }),
       });
+      if (moved && previous?.stalledSince !== undefined)
+        await controller.store.appendEvents([
+          {
+            at: now,
+            kind: 'volume.resync-resumed',
+            subject,
+            message: `${mode} resync of ${target} moves again (${bytesCopied} of ${bytesToCopy} bytes)`,
+            data: { node: target, primary: node },
+          },
+        ]);
       return;
     }
     controller.resyncs.delete(key);
@@ -90,4 +113,30 @@ export async function volumeReport(
       return;
     }
   }
+}
+
+/**
+ * Journals each resync that has made no progress for stallMs (its primary reports the same
+ * figures, or stopped reporting), once, as `volume.resync-stalled`; a replica that stays outside
+ * the in-sync set that way leaves the volume with one copy fewer than asked, so operators hear.
+ */
+export async function journalStalledResyncs(
+  controller: Pick<ReportContext, 'store' | 'resyncs'>,
+  now: number,
+  stallMs: number,
+): Promise<void> {
+  const events: NewEvent[] = [];
+  for (const resync of controller.resyncs.values()) {
+    if (resync.stalledSince !== undefined || now - resync.progressAt < stallMs) continue;
+    resync.stalledSince = now;
+    const silentMs = now - resync.at;
+    events.push({
+      at: now,
+      kind: 'volume.resync-stalled',
+      subject: { kind: 'volume', name: resync.volume },
+      message: `${resync.mode} resync of ${resync.node} from ${resync.primary} made no progress for ${Math.round((now - resync.progressAt) / 1000)} s (${resync.bytesCopied} of ${resync.bytesToCopy} bytes${silentMs >= stallMs ? `; no report for ${Math.round(silentMs / 1000)} s` : ''})`,
+      data: { node: resync.node, primary: resync.primary, bytesCopied: resync.bytesCopied },
+    });
+  }
+  if (events.length > 0) await controller.store.appendEvents(events);
 }

@@ -20,6 +20,42 @@ export interface NbdCounters {
   errorReplies: number;
   /** Connections the server closed for a protocol violation, timeout or shutdown, by code. */
   closedByServer: Partial<Record<NbdCloseCode, number>>;
+  /** The same I/O by export (volume), for per-volume metrics; only exports that were opened. */
+  byExport: Record<string, NbdExportCounters>;
+}
+
+/** Completed requests of one export: a request that failed counts in errorReplies only. */
+export interface NbdExportCounters {
+  reads: number;
+  writes: number;
+  flushes: number;
+  trims: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export type NbdCountedOp = 'read' | 'write' | 'flush' | 'trim';
+
+/** Counts one completed request of an export (a handful of additions: cheap on the I/O path). */
+export function countOp(
+  counters: NbdCounters,
+  exportName: string,
+  op: NbdCountedOp,
+  bytes = 0,
+): void {
+  let entry = counters.byExport[exportName];
+  if (entry === undefined) {
+    entry = { reads: 0, writes: 0, flushes: 0, trims: 0, bytesRead: 0, bytesWritten: 0 };
+    counters.byExport[exportName] = entry;
+  }
+  if (op === 'read') {
+    entry.reads++;
+    entry.bytesRead += bytes;
+  } else if (op === 'write') {
+    entry.writes++;
+    entry.bytesWritten += bytes;
+  } else if (op === 'flush') entry.flushes++;
+  else entry.trims++;
 }
 
 export function newCounters(): NbdCounters {
@@ -33,6 +69,7 @@ export function newCounters(): NbdCounters {
     bytesWritten: 0,
     errorReplies: 0,
     closedByServer: {},
+    byExport: {},
   };
 }
 
@@ -41,5 +78,7 @@ export function countClose(counters: NbdCounters, code: NbdCloseCode): void {
 }
 
 export function copyCounters(counters: NbdCounters): NbdCounters {
-  return { ...counters, closedByServer: { ...counters.closedByServer } };
+  const byExport: Record<string, NbdExportCounters> = {};
+  for (const [name, entry] of Object.entries(counters.byExport)) byExport[name] = { ...entry };
+  return { ...counters, closedByServer: { ...counters.closedByServer }, byExport };
 }

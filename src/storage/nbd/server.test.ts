@@ -127,6 +127,11 @@ describe('NBD server', () => {
       assert.ok(counters.bytesWritten >= 8192 + 5 + 512);
       assert.ok(counters.bytesRead >= 8192 + 104 + 5 + 512);
       assert.ok(counters.errorReplies >= 1);
+      // By export too: the first test's flush and trim, and every byte of the export "disk".
+      const disk = counters.byExport.disk!;
+      assert.ok(disk.flushes >= 1 && disk.trims >= 1 && disk.writes >= 1 && disk.reads >= 2);
+      assert.equal(disk.bytesWritten, counters.bytesWritten);
+      assert.equal(disk.bytesRead, counters.bytesRead);
     });
   });
 

@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../../core/ports.js';
 import type { Extent, WriteOptions, WriteZeroesOptions } from '../block-device.js';
-import type { NbdCounters } from './counters.js';
+import { countOp, type NbdCounters } from './counters.js';
 import { errorReplyFor, type NbdProtocolError } from './errors.js';
 import type { Session } from './exports.js';
 import type { NbdLimits } from './limits.js';
@@ -136,6 +136,7 @@ export class Transmission {
             const buffer = takePayloadBuffer(length);
             await device.readInto(offset, buffer);
             counters.bytesRead += length;
+            countOp(counters, session.exportName, 'read', length);
             return this.replyRead(request, buffer, true);
           }
           const data = length === 0 ? EMPTY : await device.read(offset, length);
@@ -143,6 +144,7 @@ export class Transmission {
             throw new Error(`device read ${data.length} of ${length} bytes`);
           }
           counters.bytesRead += length;
+          countOp(counters, session.exportName, 'read', length);
           return this.replyRead(request, data, false);
         }
         case P.NBD_CMD_WRITE:
@@ -150,12 +152,15 @@ export class Transmission {
             await device.writev(offset, request.parts, fua ? FUA : undefined);
           } else if (length > 0) await device.write(offset, request.data!, fua ? FUA : undefined);
           counters.bytesWritten += length;
+          countOp(counters, session.exportName, 'write', length);
           return this.replyDone(request);
         case P.NBD_CMD_FLUSH:
           await device.flush();
+          countOp(counters, session.exportName, 'flush');
           return this.replyDone(request);
         case P.NBD_CMD_TRIM:
           if (length > 0) await device.trim(offset, length, fua ? FUA : undefined);
+          countOp(counters, session.exportName, 'trim');
           return this.replyDone(request);
         case P.NBD_CMD_WRITE_ZEROES: {
           const noHole = (flags & P.NBD_CMD_FLAG_NO_HOLE) !== 0;
