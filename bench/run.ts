@@ -24,7 +24,10 @@
 // --only probes: probe overhead (bench/probes.ts): one agent's CPU and memory with
 // --probe-instances instances (default 100) each with 3 probes at 1 s, against none, and HAProxy
 // running the same health checks in the same run.
+// --only alerts: alert latency from a journal event to webhook delivery (bench/alerts.ts), 20
+// samples, against Prometheus Alertmanager (prometheus-alertmanager) in the same run.
 import { parseArgs } from 'node:util';
+import { benchAlerts, formatAlertsBench } from './alerts.js';
 import { benchChaos } from './chaos.js';
 import { benchConsole, formatConsoleBench } from './console.js';
 import { benchControllers, formatControllersBench } from './controllers.js';
@@ -58,7 +61,7 @@ const { values } = parseArgs({
     'probe-instances': { type: 'string', default: '100' },
     only: {
       type: 'string',
-      default: 'restore,chaos,simulation,nbd,replication,replicated-restore,console,probes',
+      default: 'restore,chaos,simulation,nbd,replication,replicated-restore,console,probes,alerts',
     },
   },
 });
@@ -73,6 +76,7 @@ const sections = [
   'controllers',
   'console',
   'probes',
+  'alerts',
 ] as const;
 const only = new Set(values.only.split(',').map((s) => s.trim()));
 for (const name of only) {
@@ -207,4 +211,10 @@ if (only.has('probes')) {
   const probes = await benchProbes({ instances, seconds: 30 });
   process.stdout.write(formatProbesBench(probes));
   if (!('skipped' in probes)) process.stdout.write(`saved ${saveResult('probes', probes)}\n`);
+}
+
+if (only.has('alerts')) {
+  const alerts = await benchAlerts({ samples: 20 });
+  process.stdout.write(formatAlertsBench(alerts));
+  if (!('skipped' in alerts)) process.stdout.write(`saved ${saveResult('alerts', alerts)}\n`);
 }
