@@ -4,7 +4,7 @@
 // the same kind of webhook receiver, in the same run. The event is a spec apply (`spec.applied`),
 // matched by a notice rule; samples are spaced so that each one is a fresh group flush.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -162,7 +162,9 @@ export async function benchAlerts(options: AlertsBenchOptions): Promise<AlertsBe
   const dir = join('/tmp', `continuum-bench-alerts-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   const continuum = await measureContinuum(options.samples);
-  const alertmanager = await measureAlertmanager(options.samples, dir);
+  const alertmanager = await measureAlertmanager(options.samples, dir).finally(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
   const ours = round(stats(continuum));
   const theirs = round(stats(alertmanager));
   return {

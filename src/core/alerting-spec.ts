@@ -2,30 +2,15 @@
 // over journal event kinds, routing (grouping and its timers) and delivery limits. Like the rest of
 // the spec it is desired state, validated whole with located problems (docs/alerts.md).
 import { z } from 'zod';
-import { nameSchema } from './spec-fields.js';
+import { nameSchema, wholeNumber } from './spec-fields.js';
 
-const msBetween = (what: string, min: number, max: number) => {
-  const expected = `expected ${what} between ${min} and ${max} ms`;
-  return z
-    .number({ error: expected })
-    .int({ error: expected })
-    .min(min, { error: expected })
-    .max(max, { error: expected });
-};
-const countBetween = (what: string, min: number, max: number) => {
-  const expected = `expected ${what} between ${min} and ${max}`;
-  return z
-    .number({ error: expected })
-    .int({ error: expected })
-    .min(min, { error: expected })
-    .max(max, { error: expected });
-};
+const msBetween = (what: string, min: number, max: number) => wholeNumber(what, min, max, ' ms');
 const text = (what: string, max: number) =>
   z
     .string({ error: `expected ${what}` })
     .min(1, { error: `expected ${what}` })
     .max(max, { error: `expected ${what} of at most ${max} characters` });
-const port = countBetween('a TCP/UDP port', 1, 65535);
+const port = wholeNumber('a TCP/UDP port', 1, 65535);
 const absolutePath = (what: string) =>
   z
     .string({ error: `expected ${what} as an absolute path` })
@@ -200,11 +185,11 @@ export const alertRoutingSchema = z
 export const alertDeliverySchema = z
   .strictObject({
     /** Attempts per notification and channel, the first included. */
-    attemptsMax: countBetween('a number of attempts', 1, 100).default(6),
+    attemptsMax: wholeNumber('a number of attempts', 1, 100).default(6),
     backoffInitialMs: msBetween('an initial backoff', 10, 3_600_000).default(1_000),
     backoffMaxMs: msBetween('a maximum backoff', 10, 3_600_000).default(60_000),
     /** Notifications waiting per channel; beyond it a new one fails at once as "queue full". */
-    queueLengthMax: countBetween('a queue length', 1, 10_000).default(100),
+    queueLengthMax: wholeNumber('a queue length', 1, 10_000).default(100),
   })
   .default({ attemptsMax: 6, backoffInitialMs: 1_000, backoffMaxMs: 60_000, queueLengthMax: 100 });
 

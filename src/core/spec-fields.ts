@@ -16,8 +16,9 @@ export const text = (what: string, max: number) => {
   const expected = `expected ${what} of at most ${max} characters`;
   return z.string({ error: expected }).max(max, { error: expected });
 };
-export const wholeNumber = (what: string, min: number, max: number) => {
-  const expected = `expected ${what} between ${min} and ${max}`;
+/** A whole number within bounds; `unit` (" ms") follows the bounds in the message. */
+export const wholeNumber = (what: string, min: number, max: number, unit = '') => {
+  const expected = `expected ${what} between ${min} and ${max}${unit}`;
   return z
     .number({ error: expected })
     .int({ error: expected })

@@ -178,7 +178,8 @@ class SlowSwitch {
   }
 }
 
-function parseAdminSlow(body: Buffer): { delayMs: number; persist: boolean } | string {
+/** The fields of an admin request's JSON object, or why the body is not one. */
+function jsonFields(body: Buffer): Record<string, unknown> | string {
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
@@ -186,7 +187,13 @@ function parseAdminSlow(body: Buffer): { delayMs: number; persist: boolean } | s
     return 'expected a JSON body';
   }
   if (typeof value !== 'object' || value === null) return 'expected a JSON object';
-  const { delayMs, persist = false } = value as Record<string, unknown>;
+  return value as Record<string, unknown>;
+}
+
+function parseAdminSlow(body: Buffer): { delayMs: number; persist: boolean } | string {
+  const fields = jsonFields(body);
+  if (typeof fields === 'string') return fields;
+  const { delayMs, persist = false } = fields;
   if (
     typeof delayMs !== 'number' ||
     !Number.isInteger(delayMs) ||
@@ -205,18 +212,9 @@ interface AdminHealthBody {
 }
 
 function parseAdminHealth(body: Buffer): AdminHealthBody | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch {
-    return 'expected a JSON body';
-  }
-  if (typeof value !== 'object' || value === null) return 'expected a JSON object';
-  const {
-    healthy,
-    reason = 'switched off by /admin/health',
-    persist = false,
-  } = value as Record<string, unknown>;
+  const fields = jsonFields(body);
+  if (typeof fields === 'string') return fields;
+  const { healthy, reason = 'switched off by /admin/health', persist = false } = fields;
   if (typeof healthy !== 'boolean') return 'expected "healthy" as true or false';
   if (typeof reason !== 'string' || reason.length > reasonLengthMax || /[\r\n]/.test(reason))
     return `expected "reason" as one line of at most ${reasonLengthMax} characters`;
@@ -271,36 +269,26 @@ async function handleKey(
   send(res, 405, 'expected GET, PUT or DELETE\n');
 }
 
-async function handleAdminHealth(
-  service: Service,
+/** An admin switch: a small JSON body, parsed (400 with the reason) and applied (204). */
+async function handleAdmin<T>(
   req: IncomingMessage,
   res: ServerResponse,
+  parse: (body: Buffer) => T | string,
+  apply: (value: T) => void,
 ): Promise<void> {
   const body = await readBody(req, adminBodyBytesMax);
   if (!body.ok) return tooLarge(req, res, adminBodyBytesMax);
-  const parsed = parseAdminHealth(body.body);
+  const parsed = parse(body.body);
   if (typeof parsed === 'string') return send(res, 400, `${parsed}\n`);
-  service.health.set(parsed.healthy, parsed.reason, parsed.persist);
-  send(res, 204);
-}
-
-async function handleAdminSlow(
-  service: Service,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  const body = await readBody(req, adminBodyBytesMax);
-  if (!body.ok) return tooLarge(req, res, adminBodyBytesMax);
-  const parsed = parseAdminSlow(body.body);
-  if (typeof parsed === 'string') return send(res, 400, `${parsed}\n`);
-  service.slow.set(parsed.delayMs, parsed.persist);
+  apply(parsed);
   send(res, 204);
 }
 
 async function route(service: Service, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   const get = req.method === 'GET';
-  if (path === '/admin/slow' && req.method === 'POST') return handleAdminSlow(service, req, res);
+  if (path === '/admin/slow' && req.method === 'POST')
+    return handleAdmin(req, res, parseAdminSlow, (v) => service.slow.set(v.delayMs, v.persist));
   if (service.slow.delayMs > 0 && !path.startsWith('/admin/'))
     await new Promise((resolve) => setTimeout(resolve, service.slow.delayMs));
   if (path.startsWith('/kv/')) return handleKey(service, req, res, path.slice('/kv/'.length));
@@ -318,7 +306,9 @@ async function route(service: Service, req: IncomingMessage, res: ServerResponse
       'application/json',
     );
   if (path === '/admin/health' && req.method === 'POST')
-    return handleAdminHealth(service, req, res);
+    return handleAdmin(req, res, parseAdminHealth, (v) =>
+      service.health.set(v.healthy, v.reason, v.persist),
+    );
   send(res, 404, 'not found\n');
 }
 

@@ -4,44 +4,28 @@
 // located errors and coded 404s; a test notification reaches a real receiver and reports a failure.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../core/ports.js';
-import { FakeClock } from '../../sim/fake-clock.js';
-import { MemoryStore } from '../../store/memory.js';
 import { closedPort, startReceiver } from '../alerts/channels/test-support.js';
-import { controllerConfig } from '../config.js';
-import { Controller } from '../controller.js';
-import { createApi } from './app.js';
+import { startInProcessApi, testApiToken, type InProcessApi } from './test-support.js';
 
-const token = 'test-token-0123456789abcdef';
+const token = testApiToken;
 const auth = { authorization: `Bearer ${token}`, 'x-continuum-actor': 'alice' };
 
 describe('alert API', () => {
-  let store: MemoryStore;
-  let controller: Controller;
-  let app: ReturnType<typeof createApi>;
+  let api: InProcessApi;
+  let store: InProcessApi['store'];
+  let app: InProcessApi['app'];
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let refused = 0;
 
   before(async () => {
-    const clock = new FakeClock({ startMs: 1_000_000 });
-    store = new MemoryStore({ clock });
-    controller = new Controller({
-      store,
-      clock,
-      config: controllerConfig(),
-      logger: silentLogger,
-      controllerId: 'c1',
-      newClusterId: () => 'cluster-1',
-    });
-    await controller.start();
-    app = createApi(controller, { apiToken: token, keepAliveMs: 50 });
+    api = await startInProcessApi();
+    ({ store, app } = api);
     receiver = await startReceiver();
     refused = await closedPort();
   });
   after(async () => {
     await receiver.close();
-    await controller.stop();
-    await store.close();
+    await api.close();
   });
 
   const get = async <T>(path: string) => {

@@ -2,14 +2,8 @@
 // 400 with a stable code and located problems, and a rejected request changes nothing in the store.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../core/ports.js';
-import { FakeClock } from '../../sim/fake-clock.js';
-import { MemoryStore } from '../../store/memory.js';
-import { controllerConfig } from '../config.js';
-import { Controller } from '../controller.js';
-import { createApi } from './app.js';
+import { startInProcessApi, testApiToken as token, type InProcessApi } from './test-support.js';
 
-const token = 'test-token-0123456789abcdef';
 const auth = { authorization: `Bearer ${token}` };
 
 const validSpec = `
@@ -25,28 +19,15 @@ workloads:
 `;
 
 describe('API', () => {
-  let store: MemoryStore;
-  let controller: Controller;
-  let app: ReturnType<typeof createApi>;
+  let api: InProcessApi;
+  let store: InProcessApi['store'];
+  let app: InProcessApi['app'];
 
   before(async () => {
-    const clock = new FakeClock({ startMs: 1_000_000 });
-    store = new MemoryStore({ clock });
-    controller = new Controller({
-      store,
-      clock,
-      config: controllerConfig(),
-      logger: silentLogger,
-      controllerId: 'c1',
-      newClusterId: () => 'cluster-1',
-    });
-    await controller.start();
-    app = createApi(controller, { apiToken: token, keepAliveMs: 50 });
+    api = await startInProcessApi();
+    ({ store, app } = api);
   });
-  after(async () => {
-    await controller.stop();
-    await store.close();
-  });
+  after(() => api.close());
 
   async function revision(): Promise<number> {
     return (await store.range('')).revision;

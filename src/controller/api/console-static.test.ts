@@ -6,13 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Hono } from 'hono';
-import { silentLogger } from '../../core/ports.js';
-import { FakeClock } from '../../sim/fake-clock.js';
-import { MemoryStore } from '../../store/memory.js';
-import { controllerConfig } from '../config.js';
-import { Controller } from '../controller.js';
-import { createApi } from './app.js';
 import { consoleDirCandidates, fileWithin, mountConsole } from './console-static.js';
+import { startInProcessApi, testApiToken, type InProcessApi } from './test-support.js';
 
 describe('console static files', () => {
   const base = mkdtempSync(join(tmpdir(), 'continuum-console-static-'));
@@ -97,29 +92,15 @@ describe('console static files', () => {
 });
 
 describe('the API with the console mounted', () => {
-  const token = 'test-token-0123456789abcdef';
-  let store: MemoryStore;
-  let controller: Controller;
-  let app: ReturnType<typeof createApi>;
+  const token = testApiToken;
+  let api: InProcessApi;
+  let app: InProcessApi['app'];
 
   before(async () => {
-    const clock = new FakeClock({ startMs: 1_000_000 });
-    store = new MemoryStore({ clock });
-    controller = new Controller({
-      store,
-      clock,
-      config: controllerConfig(),
-      logger: silentLogger,
-      controllerId: 'c1',
-      newClusterId: () => 'cluster-1',
-    });
-    await controller.start();
-    app = createApi(controller, { apiToken: token });
+    api = await startInProcessApi();
+    app = api.app;
   });
-  after(async () => {
-    await controller.stop();
-    await store.close();
-  });
+  after(() => api.close());
 
   it('keeps /healthz and /v1 as they were: JSON, and the token still required', async () => {
     const health = await app.request('/healthz');

@@ -2,10 +2,10 @@
 // non-zero exit fails the delivery with its stderr, and a script that hangs is killed with its
 // whole process group when the timeout is over.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { alertChannelSchema } from '../../../core/alerting-spec.js';
 import { DeliveryError } from './channel.js';
 import { scriptChannel } from './script.js';
@@ -25,6 +25,7 @@ function send(s: ScriptSpec) {
 
 describe('script channel', () => {
   const dir = mkdtempSync(join(tmpdir(), 'continuum-script-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('passes the notification as JSON on standard input', async () => {
     const out = join(dir, 'stdin.json');

@@ -3,7 +3,7 @@
 // verified through caFile or accepted with tlsRejectUnauthorized: false; a 5xx refusal is final.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,7 +95,10 @@ describe('smtp channel', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.server.address() as AddressInfo).port;
   });
-  after(() => new Promise<void>((resolve) => server.close(resolve)));
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   const send = (s: SmtpSpec) =>
     smtpChannel(s).send(sampleNotification(), {

@@ -2,7 +2,7 @@
 // the signature verifies with the shared secret (and fails with another, a changed body or an old
 // timestamp), 5xx and connection errors are retryable and 4xx are not.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -29,6 +29,7 @@ describe('webhook channel', () => {
   const closers: (() => Promise<void>)[] = [];
   after(async () => {
     for (const close of closers) await close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('posts the notification as JSON with a signature the receiver verifies', async () => {
