@@ -132,4 +132,26 @@ describe('continuum CLI', () => {
     assert.equal(after.node, before.node);
     assert.equal(after.epoch, before.epoch);
   });
+
+  it("prints the workload's recent output, read on its node, and refuses a bad line count", async () => {
+    const owner = (await demo.cluster.workload('kv')).node!;
+    const result = await waitFor('the service to have written its start line', 10_000, async () => {
+      const r = await cli('logs', 'kv', '--lines', '20');
+      return r.code === 0 && /kv-service listening on/.test(r.stdout) ? r : undefined;
+    });
+    assert.ok(result.stdout.trim().split('\n').length <= 20);
+    const json = JSON.parse((await cli('logs', 'kv', '-o', 'json')).stdout) as {
+      node: string;
+      lines: string[];
+      epoch: number;
+    };
+    assert.equal(json.node, owner);
+    assert.ok(json.lines.some((line) => /pid=\d+ epoch=\d+/.test(line)));
+    const bad = await cli('logs', 'kv', '--lines', '0');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /CONTINUUM_ERR_BAD_REQUEST.*lines.*from 1 to 1000/s);
+    const nowhere = await cli('logs', 'kv', '--node', 'node-9');
+    assert.equal(nowhere.code, 3, 'unavailable: a retry may help');
+    assert.match(nowhere.stderr, /CONTINUUM_ERR_UNAVAILABLE.*node node-9 is not connected/s);
+  });
 });

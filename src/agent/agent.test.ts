@@ -187,4 +187,39 @@ describe('agent core', () => {
     await core.idle();
     assert.deepEqual(driver.started, ['kv@1', 'kv@1']);
   });
+
+  it("answers a logs request with the instance's output, or says why it cannot", async () => {
+    const driver = new RecordingDriver();
+    const sent: AgentMessage[] = [];
+    const core = agent(driver, {}, sent);
+    const logs = (id: number, workload = 'kv') => {
+      core.handle({ type: 'logs-request', id, request: { workload, linesMax: 2 } });
+      return core.idle();
+    };
+    const reply = (id: number) => sent.find((m) => m.type === 'logs-reply' && m.id === id);
+    core.handle({
+      type: 'assignments',
+      revision: ++revision,
+      assignments: [assignment(1)],
+      epochs: {},
+    });
+    await core.idle();
+    await logs(1, 'other');
+    assert.match(JSON.stringify(reply(1)), /CONTINUUM_ERR_NOT_FOUND.*no instance of other on n1/);
+    await logs(2);
+    assert.match(JSON.stringify(reply(2)), /the recording driver keeps no output/);
+    const asked: { runDir: string; linesMax: number }[] = [];
+    driver.logTail = (runDir, options) => {
+      asked.push({ runDir, linesMax: options.linesMax });
+      return Promise.resolve({ lines: ['started', 'serving'], truncated: true });
+    };
+    await logs(3);
+    assert.deepEqual(asked, [{ runDir: '/run/kv', linesMax: 2 }]);
+    assert.deepEqual(reply(3), {
+      type: 'logs-reply',
+      id: 3,
+      ok: true,
+      result: { epoch: 1, lines: ['started', 'serving'], truncated: true },
+    });
+  });
 });

@@ -5,12 +5,15 @@ import type { InstanceStatus } from '../core/model.js';
 import { isContinuumError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
 import type { VolumeRequest, VolumeService } from '../core/volumes.js';
-import type {
-  AgentMessage,
-  Assignment,
-  ControllerMessage,
-  PrimaryReportMessage,
-  VolumeDutyMessage,
+import {
+  logLineCharsMax,
+  logTailBytesMax,
+  type AgentMessage,
+  type Assignment,
+  type ControllerMessage,
+  type LogsRequest,
+  type PrimaryReportMessage,
+  type VolumeDutyMessage,
 } from '../core/protocol.js';
 import type { VolumeDutyPort } from '../storage/replication/types.js';
 import type { AgentState } from './agent-state.js';
@@ -189,11 +192,43 @@ export class AgentCore {
         );
     } else if (message.type === 'volume-request') {
       void this.volumeRequest(message.id, message.request);
+    } else if (message.type === 'logs-request') {
+      void this.logsRequest(message.id, message.request);
     } else {
       this.options.logger.log('warn', 'controller reported an error', {
         code: message.code,
         message: message.message,
       });
+    }
+  }
+
+  /** Answers with the last lines of an instance's output on this node; every failure is an answer. */
+  private async logsRequest(id: number, request: LogsRequest): Promise<void> {
+    const runner = this.runners.get(request.workload);
+    const driver = this.options.driver;
+    const refuse = (code: string, message: string) =>
+      this.options.send({ type: 'logs-reply', id, ok: false, code, message });
+    if (runner === undefined)
+      return refuse(
+        'CONTINUUM_ERR_NOT_FOUND',
+        `no instance of ${request.workload} on ${this.options.node}`,
+      );
+    if (driver.logTail === undefined)
+      return refuse('CONTINUUM_ERR_UNAVAILABLE', `the ${driver.name} driver keeps no output`);
+    try {
+      const tail = await driver.logTail(runner.runDir, {
+        linesMax: request.linesMax,
+        bytesMax: logTailBytesMax,
+        lineCharsMax: logLineCharsMax,
+      });
+      this.options.send({
+        type: 'logs-reply',
+        id,
+        ok: true,
+        result: { epoch: runner.epoch, ...tail },
+      });
+    } catch (error) {
+      refuse('CONTINUUM_ERR_DRIVER', `cannot read the output: ${String(error)}`.slice(0, 4096));
     }
   }
 

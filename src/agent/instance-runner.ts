@@ -99,6 +99,11 @@ export class InstanceRunner {
     };
   }
 
+  /** Where the instance's driver keeps its files (its output among them). */
+  get runDir(): string {
+    return this.init.runDir;
+  }
+
   /** True while a process runs or is being spawned (a second start must not race the first). */
   get running(): boolean {
     return this.handle !== undefined || this.spawning;

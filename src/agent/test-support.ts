@@ -46,6 +46,8 @@ export class RecordingDriver implements Driver {
   stats() {
     return Promise.resolve({ cpuSeconds: 0, rssBytes: 0 });
   }
+  /** Absent unless a test sets it: a driver may keep no output. */
+  logTail?: Driver['logTail'];
 }
 
 export function memoryHost(saved: { state?: AgentState }): AgentHost {

@@ -267,6 +267,20 @@ export function addClientCommands(program: Command): void {
       );
       print(output, result, () => `${workload} restart requested`);
     });
+  withClientOptions(program.command('logs <workload>'))
+    .description("the last lines of a workload's output, read on its node")
+    .option('--lines <n>', 'how many lines (1-1000)', '100')
+    .option('--node <name>', "another node's instance (say, the one it failed over from)")
+    .action(async (workload: string, options: { lines: string; node?: string }, cmd: Command) => {
+      const { client, output } = clientOf(cmd);
+      const query = new URLSearchParams({ lines: options.lines });
+      if (options.node !== undefined) query.set('node', options.node);
+      const result = await client.request<{ lines: string[]; truncated: boolean }>(
+        'GET',
+        `/v1/workloads/${encodeURIComponent(workload)}/logs?${query.toString()}`,
+      );
+      print(output, result, () => result.lines.join('\n'));
+    });
   withClientOptions(program.command('maintenance <on|off> <node>'))
     .description('maintenance on moves every workload off the node; off makes it schedulable again')
     .action(async (mode: string, node: string, _o, cmd: Command) => {

@@ -7,7 +7,15 @@
 import { ContinuumError } from '../core/errors.js';
 import { keys, type ClusterMeta, type InstanceRecord, type RouteTable } from '../core/model.js';
 import type { Clock, Logger } from '../core/ports.js';
-import { agentProtocolVersion, type AgentHello, type AgentMessage } from '../core/protocol.js';
+import {
+  agentProtocolVersion,
+  type AgentHello,
+  type AgentMessage,
+  type ControllerMessage,
+  type LogsRequest,
+  type LogsResult,
+} from '../core/protocol.js';
+import type { VolumeRequest, VolumeResult } from '../core/volumes.js';
 import type { StateStore } from '../store/port.js';
 import { AgentSessions, type AgentChannel } from './agent-sessions.js';
 import type { ControllerConfig } from './config.js';
@@ -20,7 +28,7 @@ import { dutiesByNode } from './replication/duties.js';
 import { upsertNode, writeInstance, type AgentMessageStatus } from './agent-reports.js';
 import { journalStalledResyncs, volumeReport, type ResyncView } from './replication/reports.js';
 import { assignmentsByNode, epochsByNode, handoffWaits, routesOf } from './views.js';
-import { VolumeRpc } from './volume-rpc.js';
+import { logsRpc, volumeRpc, type AgentRpc } from './agent-rpc.js';
 
 export interface ControllerOptions {
   store: StateStore;
@@ -64,7 +72,9 @@ export class Controller {
   /** Resyncs in progress, as their primaries report them (replication/reports.ts). */
   readonly resyncs = new Map<string, ResyncView>();
   /** Volume operations forwarded to the agent of the node that holds the volume. */
-  readonly volumes: VolumeRpc;
+  readonly volumes: AgentRpc<VolumeRequest, VolumeResult>;
+  /** The recent output of instances, read by their agents (GET /v1/workloads/:name/logs). */
+  readonly logs: AgentRpc<LogsRequest, LogsResult>;
   readonly leadership: Leadership | undefined;
   /** When this controller last became the leader (its start, without leadership). */
   private leaderSince = 0;
@@ -101,10 +111,9 @@ export class Controller {
         refused: () => this.writesRefusedNotLeader++,
       });
     }
-    this.volumes = new VolumeRpc({
-      clock: options.clock,
-      send: (node, message) => this.sessions.send(node, message),
-    });
+    const send = (node: string, message: ControllerMessage) => this.sessions.send(node, message);
+    this.volumes = volumeRpc({ clock: options.clock, send });
+    this.logs = logsRpc({ clock: options.clock, send });
     this.config = options.config;
     this.logger = options.logger;
     this.controllerId = options.controllerId;
@@ -189,6 +198,7 @@ export class Controller {
     this.timer = undefined;
     this.sessions.closeAll(`this controller is no longer the leader: ${reason}`);
     this.volumes.close();
+    this.logs.close();
     this.published = { sessionsVersion: -1 };
     this.invalidate();
   }
@@ -236,6 +246,7 @@ export class Controller {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.sessions.closeAll('controller stopping');
     this.volumes.close();
+    this.logs.close();
     await this.queue.catch(() => undefined);
   }
 
@@ -411,6 +422,8 @@ export class Controller {
       await this.instanceReport(message.status, now);
     } else if (message.type === 'volume-reply') {
       this.volumes.reply(node, message);
+    } else if (message.type === 'logs-reply') {
+      this.logs.reply(node, message);
     } else if (message.type === 'volume-report') {
       await this.exclusive(() => volumeReport(this, node, message.report, now));
     } else {
@@ -431,7 +444,10 @@ export class Controller {
     if (node === undefined) return;
     const wasCurrent = this.sessions.isCurrent(node, channel);
     this.sessions.detach(node, channel);
-    if (wasCurrent) this.volumes.nodeGone(node);
+    if (wasCurrent) {
+      this.volumes.nodeGone(node);
+      this.logs.nodeGone(node);
+    }
   }
 
   private async hello(channel: AgentChannel, hello: AgentHello, now: number): Promise<void> {

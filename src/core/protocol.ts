@@ -169,6 +169,44 @@ export const agentVolumeReplySchema = z.discriminatedUnion('ok', [
   }),
 ]);
 
+/** Most lines of an instance's output one logs-request returns. */
+export const logLinesMax = 1000;
+/** Most bytes of output one logs-request reads (from the end); longer lines are cut. */
+export const logTailBytesMax = 256 * 1024;
+/** Longest line of output returned; the rest of it is cut. */
+export const logLineCharsMax = 4096;
+
+/** The recent output of one workload's instance on the node that is asked. */
+export const logsRequestSchema = z.object({
+  workload: nameSchema,
+  linesMax: z.number().int().min(1).max(logLinesMax),
+});
+
+export const logsResultSchema = z.object({
+  /** The epoch of the instance whose output this is (the node's latest of the workload). */
+  epoch: z.number().int().nonnegative(),
+  lines: z.array(z.string().max(logLineCharsMax)).max(logLinesMax),
+  /** True when older output exists beyond what was read. */
+  truncated: z.boolean(),
+});
+
+/** The answer to a logs-request, matched by id. */
+export const agentLogsReplySchema = z.discriminatedUnion('ok', [
+  z.object({
+    type: z.literal('logs-reply'),
+    id: z.number().int().nonnegative(),
+    ok: z.literal(true),
+    result: logsResultSchema,
+  }),
+  z.object({
+    type: z.literal('logs-reply'),
+    id: z.number().int().nonnegative(),
+    ok: z.literal(false),
+    code: z.string().max(64),
+    message: z.string().max(4096),
+  }),
+]);
+
 export const agentMessageSchema = z.union([
   z.discriminatedUnion('type', [
     agentHelloSchema,
@@ -178,6 +216,7 @@ export const agentMessageSchema = z.union([
     agentVolumeReportSchema,
   ]),
   agentVolumeReplySchema,
+  agentLogsReplySchema,
 ]);
 
 /** One replicated volume this node serves as primary or holds as a replica. */
@@ -228,6 +267,12 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     id: z.number().int().nonnegative(),
     request: volumeRequestSchema,
   }),
+  /** The recent output of an instance; the agent answers with a logs-reply of the same id. */
+  z.object({
+    type: z.literal('logs-request'),
+    id: z.number().int().nonnegative(),
+    request: logsRequestSchema,
+  }),
 ]);
 
 export type AgentHello = z.infer<typeof agentHelloSchema>;
@@ -236,5 +281,8 @@ export type AgentMessage = z.infer<typeof agentMessageSchema>;
 export type VolumeDutyMessage = z.infer<typeof volumeDutySchema>;
 export type PrimaryReportMessage = z.infer<typeof primaryReportSchema>;
 export type AgentVolumeReply = z.infer<typeof agentVolumeReplySchema>;
+export type AgentLogsReply = z.infer<typeof agentLogsReplySchema>;
+export type LogsRequest = z.infer<typeof logsRequestSchema>;
+export type LogsResult = z.infer<typeof logsResultSchema>;
 export type Assignment = z.infer<typeof assignmentSchema>;
 export type ControllerMessage = z.infer<typeof controllerMessageSchema>;

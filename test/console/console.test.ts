@@ -136,6 +136,15 @@ describe('browser console', () => {
         text,
       );
     assert.match(text, /service restored in [\d.]+ m?s/);
+    // Its recent output, read on the node it runs on now: the new instance's start line.
+    const after = await demo!.cluster.workload('kv');
+    const output = page.getByTestId('recent-output');
+    await page.waitForFunction(
+      `/kv-service listening on .* epoch=${after.epoch}/.test(document.querySelector('[data-testid="recent-output"]')?.textContent ?? '')`,
+      undefined,
+      { timeout: viewTimeoutMs },
+    );
+    assert.match(await output.innerText(), /kv-service listening on/);
     await screenshot(page, 'workload-timeline');
   });
 

@@ -1,6 +1,7 @@
 // Workload: where it runs, its protection state, its instances with their epochs, the health of
-// each probe, its volumes, the timeline of failovers and restarts with step times, and recent
-// events; switchover to a chosen node and restart, each confirmed first.
+// each probe (with its verdict and response time), its volumes, the timeline of failovers and
+// restarts with step times, its recent output and recent events; switchover to a chosen node and
+// restart, each confirmed first.
 import { useEffect, useState } from 'preact/hooks';
 import { get } from '../api.js';
 import { actions, useAction } from '../actions.js';
@@ -9,6 +10,7 @@ import { Confirm } from '../components/confirm.js';
 import { clock } from '../format.js';
 import { useData } from '../use-data.js';
 import type { InstanceRecord, WorkloadView as Workload } from '../types.js';
+import { RecentOutput } from './recent-output.js';
 import { Timeline } from './timeline.js';
 import { VolumeReplicas } from './volumes.js';
 
@@ -162,15 +164,18 @@ export function WorkloadView(props: { name: string }) {
                     {Object.entries(i.probes).map(([name, p]) => (
                       <span
                         key={name}
-                        class={p.ok ? 'probe ok' : 'probe failing'}
-                        title={p.lastError ?? ''}
+                        class={p.ok && p.failing !== true ? 'probe ok' : 'probe failing'}
+                        title={[p.reason, p.lastError].filter(Boolean).join(': ')}
                       >
                         {name}:{' '}
-                        {p.ok
-                          ? 'ok'
-                          : p.consecutiveFailures === 0
-                            ? 'not yet passed'
-                            : `failing ×${p.consecutiveFailures}`}
+                        {p.failing === true
+                          ? `failing (${p.reason ?? 'threshold crossed'}; ${p.action ?? 'restart'})`
+                          : p.ok
+                            ? 'ok'
+                            : p.consecutiveFailures === 0
+                              ? 'not yet passed'
+                              : `failing ×${p.consecutiveFailures}`}
+                        {p.lastDurationMs === undefined ? '' : ` · ${p.lastDurationMs} ms`}
                       </span>
                     ))}
                     {Object.keys(i.probes).length === 0 && '—'}
@@ -191,6 +196,9 @@ export function WorkloadView(props: { name: string }) {
           <VolumeReplicas workload={w} />
         </Section>
       </div>
+      <Section title="Recent output">
+        <RecentOutput workload={w} />
+      </Section>
       <Section title="Recent events">
         <EventList
           label={`Events of ${w.name}`}

@@ -61,4 +61,23 @@ export interface Driver {
   destroy(handle: InstanceHandle): Promise<void>;
   inspect(handle: InstanceHandle): Promise<InstanceInspection>;
   stats(handle: InstanceHandle): Promise<InstanceStats>;
+  /**
+   * The last lines the instance wrote (its output, oldest first), from its run directory, also
+   * after it stopped. Optional: a driver without it answers that it keeps no output.
+   */
+  logTail?(runDir: string, options: LogTailOptions): Promise<LogTail>;
+}
+
+export interface LogTailOptions {
+  linesMax: number;
+  /** Most bytes read from the end of the output. */
+  bytesMax: number;
+  /** Longest line returned; the rest is cut. */
+  lineCharsMax: number;
+}
+
+export interface LogTail {
+  lines: string[];
+  /** Older output exists beyond what was read. */
+  truncated: boolean;
 }

@@ -56,6 +56,7 @@ export class VolumeDriver implements Driver {
     private readonly options: VolumeDriverOptions,
   ) {
     this.name = inner.name;
+    if (inner.logTail !== undefined) this.logTail = inner.logTail.bind(inner);
   }
 
   async start(request: StartRequest): Promise<InstanceHandle> {
@@ -117,6 +118,9 @@ export class VolumeDriver implements Driver {
   stats(handle: InstanceHandle) {
     return this.inner.stats(handle);
   }
+
+  /** The inner driver's output, where it keeps any (assigned in the constructor). */
+  readonly logTail?: Driver['logTail'];
 
   /** The process lives but its file system is gone: it must not run on without its data. */
   private async stopUnmounted(handle: InstanceHandle, names: string[], why: string): Promise<null> {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ContinuumError, isContinuumError } from '../../core/errors.js';
 import type { JournalEvent } from '../../core/model.js';
 import { parseSpecText } from '../../core/spec-validate.js';
+import { logLinesMax } from '../../core/protocol.js';
 import { eventsPageMax } from '../../store/port.js';
 import {
   applySpec,
@@ -46,6 +47,15 @@ export const routesKeepAliveMsDefault = 1000;
 const switchoverBody = z.strictObject({ to: z.string().min(1).optional() }).default({});
 const maintenanceBody = z.strictObject({
   on: z.boolean({ error: 'expected "on": true or false' }),
+});
+const logsQuery = z.strictObject({
+  lines: z.coerce
+    .number({ error: `expected lines as a whole number from 1 to ${logLinesMax}` })
+    .int({ error: `expected lines as a whole number from 1 to ${logLinesMax}` })
+    .min(1, { error: `expected lines as a whole number from 1 to ${logLinesMax}` })
+    .max(logLinesMax, { error: `expected lines as a whole number from 1 to ${logLinesMax}` })
+    .default(100),
+  node: z.string().min(1).optional(),
 });
 const eventsQuery = z.strictObject({
   after: z.coerce.number().int().nonnegative().optional(),
@@ -144,6 +154,24 @@ export function createApi(controller: Controller, options: ApiOptions): Hono {
         `no workload named "${c.req.param('name')}"`,
       );
     return c.json(workload);
+  });
+  // The recent output of the workload's instance, read by the agent of its node (the owner's, or
+  // the one named: a failed-over instance's output stays on its old node).
+  app.get('/v1/workloads/:name/logs', async (c) => {
+    const query = logsQuery.safeParse(c.req.query());
+    if (!query.success) throw badRequest('query', query.error);
+    const name = c.req.param('name');
+    const workload = (await listWorkloads(controller)).find((w) => w.name === name);
+    if (workload === undefined)
+      throw new ContinuumError('CONTINUUM_ERR_WORKLOAD_NOT_FOUND', `no workload named "${name}"`);
+    const node = query.data.node ?? workload.node;
+    if (node === null)
+      throw new ContinuumError(
+        'CONTINUUM_ERR_UNAVAILABLE',
+        `workload "${name}" runs nowhere yet; name a node with ?node=`,
+      );
+    const result = await controller.logs.call(node, { workload: name, linesMax: query.data.lines });
+    return c.json({ workload: name, node, ...result });
   });
   app.delete('/v1/workloads/:name', async (c) => {
     await deleteWorkload(controller, c.req.param('name'), actorOf(c));
@@ -304,5 +332,8 @@ function matches(event: JournalEvent, filter: EventFilter): boolean {
 /** Reads a follower answers from the store alone. */
 function followerServes(method: string, path: string): boolean {
   if (method !== 'GET') return false;
-  return !path.startsWith('/v1/routes') && !path.startsWith('/v1/volumes');
+  // Instance output is read by agents, which hold sessions with the leader only.
+  return (
+    !path.startsWith('/v1/routes') && !path.startsWith('/v1/volumes') && !path.endsWith('/logs')
+  );
 }

@@ -11,6 +11,8 @@ import type {
   InstanceHandle,
   InstanceInspection,
   InstanceStats,
+  LogTail,
+  LogTailOptions,
   StartRequest,
 } from '../driver.js';
 import { workloadEnvironment } from './environment.js';
@@ -28,6 +30,7 @@ import {
   readResidentBytes,
   countOpenFiles,
 } from './proc-fs.js';
+import { logTail } from './log-tail.js';
 import { ShimClient } from './shim-client.js';
 import { launchShim } from './shim-launch.js';
 import { runFiles, shimDefaults, socketPathBytesMax } from './shim-protocol.js';
@@ -238,6 +241,12 @@ export class ProcessDriver implements Driver {
       stats.openFiles += countOpenFiles(member.pid);
     }
     return Promise.resolve(stats);
+  }
+
+  /** The last lines the instance wrote: output.log, then the newest rotated file before it. */
+  logTail(runDir: string, options: LogTailOptions): Promise<LogTail> {
+    const current = join(runDir, runFiles.logDir, runFiles.outputLog);
+    return Promise.resolve(logTail([current, `${current}.1`], options));
   }
 
   /** Drops every connection and timer; instances keep running (agent shutdown, tests). */

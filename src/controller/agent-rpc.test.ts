@@ -1,15 +1,15 @@
-// Volume calls forwarded to agents: answered by id, failed fast without a session, failed on
+// Calls forwarded to agents (volume operations here; the logs of an instance use the same class): answered by id, failed fast without a session, failed on
 // timeout or disconnect, and late or foreign answers dropped.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ControllerMessage } from '../core/protocol.js';
 import { FakeClock } from '../sim/fake-clock.js';
-import { VolumeRpc, volumeCallsPendingMax } from './volume-rpc.js';
+import { agentCallsPendingMax, volumeRpc } from './agent-rpc.js';
 
 function rig(connected = new Set(['n1'])) {
   const clock = new FakeClock();
   const sent: { node: string; message: ControllerMessage }[] = [];
-  const rpc = new VolumeRpc({
+  const rpc = volumeRpc({
     clock,
     timeoutMs: 1_000,
     send: (node, message) => {
@@ -73,9 +73,9 @@ describe('VolumeRpc', () => {
     rpc.reply('n1', { type: 'volume-reply', id: idOf(0), ok: true, result });
   });
 
-  it(`refuses more than ${volumeCallsPendingMax} calls in flight`, async () => {
+  it(`refuses more than ${agentCallsPendingMax} calls in flight`, async () => {
     const { rpc } = rig();
-    const calls = Array.from({ length: volumeCallsPendingMax }, () =>
+    const calls = Array.from({ length: agentCallsPendingMax }, () =>
       rpc.call('n1', { op: 'list' }),
     );
     await assert.rejects(rpc.call('n1', { op: 'list' }), {
