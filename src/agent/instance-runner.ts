@@ -250,7 +250,6 @@ export class InstanceRunner {
     const readiness = this.spec.probes.filter(isReadinessProbe);
     const intervalMs = Math.min(...readiness.map((p) => p.intervalMs));
     if (result.ok) {
-      for (const monitor of this.monitors) monitor.restart();
       this.setState('healthy');
       this.startProbeLoops(generation);
       return;
@@ -292,7 +291,6 @@ export class InstanceRunner {
     this.probeRound++;
     this.monitors = spec.probes.map((probe, i) => new ProbeMonitor(probe, i));
     if (this.state === 'healthy' || this.state === 'unhealthy') {
-      for (const monitor of this.monitors) monitor.restart();
       this.startProbeLoops(this.generation);
       this.deps.report(this.status());
     }

@@ -145,6 +145,9 @@ describe('browser console', () => {
       { timeout: viewTimeoutMs },
     );
     assert.match(await output.innerText(), /kv-service listening on/);
+    // Its response-time chart reads the metrics history (samples or, early on, "no samples yet";
+    // a refused query would show "not available" instead and no chart).
+    await page.getByTestId('chart-workload_response_seconds').waitFor({ timeout: viewTimeoutMs });
     await screenshot(page, 'workload-timeline');
   });
 
@@ -154,6 +157,8 @@ describe('browser console', () => {
     await page.goto(`${demo!.cluster.url}/#/node/${node}`);
     const instances = page.getByTestId('node-instances');
     await instances.getByRole('link', { name: 'kv' }).waitFor({ timeout: viewTimeoutMs });
+    for (const series of ['node_cpu_usage_ratio', 'node_memory_used_bytes'])
+      await page.getByTestId(`chart-${series}`).waitFor({ timeout: viewTimeoutMs });
     await page.getByRole('button', { name: 'Start maintenance…' }).click();
     const dialog = page.getByRole('dialog');
     assert.match(await dialog.innerText(), /moves to another node/);

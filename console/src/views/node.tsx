@@ -1,8 +1,10 @@
-// Node: inventory, usage, role, state and maintenance, and the instances it runs; maintenance on
-// and off with a confirmation (it moves every workload off the node).
+// Node: inventory, usage (with charts of its CPU and memory), role, state and maintenance, and
+// the instances it runs; maintenance on and off with a confirmation (it moves every workload off
+// the node).
 import { useState } from 'preact/hooks';
 import { Badge, EventList, Figure, Section } from '../components/bits.js';
 import { Confirm } from '../components/confirm.js';
+import { HistoryChart } from '../components/history-chart.js';
 import { actions, useAction } from '../actions.js';
 import { cpus, durationMs, mebibytes } from '../format.js';
 import { useData } from '../use-data.js';
@@ -112,6 +114,20 @@ export function NodeView(props: { name: string }) {
                 .join(', ') || '—'}
             </dd>
           </dl>
+          <HistoryChart
+            title="CPU"
+            series="node_cpu_usage_ratio"
+            labels={{ node: node.name }}
+            scale={100}
+            unit="%"
+          />
+          <HistoryChart
+            title="Memory used"
+            series="node_memory_used_bytes"
+            labels={{ node: node.name }}
+            scale={1 / (1024 * 1024)}
+            unit="MiB"
+          />
         </Section>
         <Section title={`Instances (${workloads.length})`}>
           <table class="plain" data-testid="node-instances">

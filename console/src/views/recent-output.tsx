@@ -47,7 +47,8 @@ export function RecentOutput(props: { workload: WorkloadView }) {
   return (
     <figure class="output">
       <figcaption>
-        The last {output.lines.length} lines on {output.node}
+        {output.lines.length === 1 ? 'The last line' : `The last ${output.lines.length} lines`} on{' '}
+        {output.node}
         {output.truncated ? ' (older output on the node: continuum logs)' : ''}
       </figcaption>
       <pre data-testid="recent-output" aria-label={`Recent output of ${name}`} tabIndex={0}>

@@ -7,6 +7,7 @@ import { get } from '../api.js';
 import { actions, useAction } from '../actions.js';
 import { Badge, EventList, Figure, Section } from '../components/bits.js';
 import { Confirm } from '../components/confirm.js';
+import { HistoryChart } from '../components/history-chart.js';
 import { clock } from '../format.js';
 import { useData } from '../use-data.js';
 import type { InstanceRecord, WorkloadView as Workload } from '../types.js';
@@ -196,6 +197,15 @@ export function WorkloadView(props: { name: string }) {
           <VolumeReplicas workload={w} />
         </Section>
       </div>
+      <Section title="Response time">
+        <HistoryChart
+          title="Slowest probe response"
+          series="workload_response_seconds"
+          labels={{ workload: w.name }}
+          scale={1000}
+          unit="ms"
+        />
+      </Section>
       <Section title="Recent output">
         <RecentOutput workload={w} />
       </Section>

@@ -86,19 +86,6 @@ export class ProbeMonitor {
     this.current = { ...this.current, remediation: outcome };
   }
 
-  /** A new process: the window, the CPU starting point and the verdict start over. */
-  restart(): void {
-    this.window.clear();
-    this.resource?.reset();
-    this.scriptRan = false;
-    this.current = {
-      ok: false,
-      consecutiveFailures: 0,
-      action: this.probe.action,
-      ...(this.current.remediation === undefined ? {} : { remediation: this.current.remediation }),
-    };
-  }
-
   private next(result: ProbeResult, now: number, consecutiveFailures: number): ProbeStatus {
     const { lastError: _lastError, ...rest } = this.current;
     return {

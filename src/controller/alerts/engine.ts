@@ -114,14 +114,17 @@ function fire(
   state.groups[group.key] ??= group;
   state.counters.fired++;
   decisions.push({ type: 'fired', alert });
-  decisions.push(
-    journal(
-      alert,
-      'alert.fired',
-      `${rule.name} fired for ${event.subject.name}: ${event.message}`,
-      event.at,
-    ),
-  );
+  // Journaled only where it is sent somewhere: without a channel the alert is state to read
+  // (continuum alerts list), and a journal line per node blip would only double the events.
+  if (alert.channels.length > 0)
+    decisions.push(
+      journal(
+        alert,
+        'alert.fired',
+        `${rule.name} fired for ${event.subject.name}: ${event.message}`,
+        event.at,
+      ),
+    );
   const silence = silenceFor(ctx.silences, alert, ctx.now);
   if (silence !== undefined) {
     alert.silencedBy = silence.id;
@@ -144,14 +147,15 @@ function resolve(
   alert.resolvedKind = event.kind;
   state.counters.resolved++;
   decisions.push({ type: 'resolved', alert });
-  decisions.push(
-    journal(
-      alert,
-      'alert.resolved',
-      `${rule.name} resolved for ${event.subject.name}: ${event.message}`,
-      event.at,
-    ),
-  );
+  if (alert.channels.length > 0)
+    decisions.push(
+      journal(
+        alert,
+        'alert.resolved',
+        `${rule.name} resolved for ${event.subject.name}: ${event.message}`,
+        event.at,
+      ),
+    );
   // An alert whose firing was announced owes its resolution; one never announced owes nothing.
   if (alert.announcedFiring) markPending(state, alert, ctx.now);
   else if (alert.silencedBy !== undefined) alert.announcedResolved = true;
