@@ -5,15 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. util-linux gives setpriv (parent-death signal for workloads).
-# Storage: NBD clients and peers (libnbd-bin: nbdinfo, nbdcopy; nbdfuse), qemu-utils (qemu-img, qemu-io,
-# qemu-nbd), nbdkit, fio (nbd engine), e2fsprogs (mkfs.ext4, e2fsck), fuse3 and fuse2fs for unprivileged mounts.
+# Storage: NBD clients and peers (libnbd-bin: nbdinfo, nbdcopy and nbdfuse; Debian 12's "nbdfuse"
+# is only a name libnbd-bin provides, which dpkg never reports installed, so listing it made every
+# run apt-get update), qemu-utils (qemu-img, qemu-io, qemu-nbd), nbdkit, fio (nbd engine),
+# e2fsprogs (mkfs.ext4, e2fsck), fuse3 and fuse2fs for unprivileged mounts.
 # Store: etcd-server (etcd 3.4), the real etcd that the etcd backend's contract tests start.
 # Hosts: nftables (nft), the packet filter inside the network namespaces of test/hosts (partitions).
 # VIPs: iputils-arping (arping -D probes for another holder, arping -U sends gratuitous ARP; the
 # agent's VIP endpoints and test/vip.test.ts).
 # Console: chromium, the real browser that playwright-core drives in test/console (no browser is
 # downloaded at run time).
-apt_packages=(util-linux procps iproute2 libnbd-bin nbdfuse qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables iputils-arping chromium)
+apt_packages=(util-linux procps iproute2 libnbd-bin qemu-utils nbdkit fio e2fsprogs fuse3 fuse2fs etcd-server nftables iputils-arping chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

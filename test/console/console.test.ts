@@ -145,6 +145,12 @@ describe('browser console', () => {
       { timeout: viewTimeoutMs },
     );
     assert.match(await output.innerText(), /kv-service listening on/);
+    // The old instance's last report said healthy; its node is down, and the table says so.
+    await page
+      .getByTestId('instances')
+      .getByRole('row', { name: new RegExp(`^${before.node} `) })
+      .getByText('node down')
+      .waitFor({ timeout: viewTimeoutMs });
     // Its response-time chart reads the metrics history (samples or, early on, "no samples yet";
     // a refused query would show "not available" instead and no chart).
     await page.getByTestId('chart-workload_response_seconds').waitFor({ timeout: viewTimeoutMs });

@@ -53,6 +53,7 @@ export function WorkloadView(props: { name: string }) {
   const mine = (name: string) => name === w.name || name.startsWith(`${w.name}/`);
   const events = snap.events.filter((e) => mine(e.subject.name));
   const protection = snap.derived.protection.get(w.name) ?? 'down';
+  const downNodes = new Set(snap.nodes.filter((n) => n.state === 'down').map((n) => n.name));
   const chosen = targets.some((n) => n.name === target) ? target : '';
   return (
     <div class="workload-view">
@@ -157,7 +158,15 @@ export function WorkloadView(props: { name: string }) {
                     {i.epoch === w.epoch && i.node === w.node ? ' (current)' : ''}
                   </td>
                   <td>
-                    <Badge state={i.state} />
+                    {/* An instance's last report outlives its node: a dead node's instance is not
+                        running whatever it last said. */}
+                    {downNodes.has(i.node) && i.state !== 'stopped' ? (
+                      <span title={`last reported ${i.state}`}>
+                        <Badge state="down" /> node down
+                      </span>
+                    ) : (
+                      <Badge state={i.state} />
+                    )}
                   </td>
                   <td>{clock(i.stateSince)}</td>
                   <td>{i.restarts}</td>
