@@ -1,0 +1,33 @@
+// The seed sweep of `npm test`: seeds across the fault mix, each run through every checker. It is
+// cut into halves, one test file each (seed-sweep-*.test.ts), so that the test runner, which runs
+// files side by side, uses both cores of a CI machine for the longest test of the suite.
+import { replayCommand, runSeed } from './run-seed.js';
+
+/** How many seeds `npm test` sweeps; `npm run sim -- --seeds N` runs a swarm of any size. */
+export const seedsInTest = Number(process.env.SIM_SEEDS ?? 500);
+
+/** The seeds of one half (1 or 2) of the sweep. */
+export function sweepHalf(half: 1 | 2): { first: number; last: number } {
+  const middle = Math.ceil(seedsInTest / 2);
+  return half === 1 ? { first: 1, last: middle } : { first: middle + 1, last: seedsInTest };
+}
+
+export async function sweepSeeds(range: {
+  first: number;
+  last: number;
+}): Promise<{ failed: string[]; faults: number }> {
+  const failed: string[] = [];
+  let faults = 0;
+  for (let seed = range.first; seed <= range.last; seed++) {
+    // Odd seeds draw from every kind of fault, even ones from a mix the seed chooses (swarm);
+    // half the workloads (by a draw) have a replicated volume. SEED=413 --mix all once lost an
+    // acknowledged write: a crashed primary reopened at its epoch and verified its stale copy
+    // over an in-sync replica (docs/replication.md, "A copy that was not closed cleanly").
+    const options = { seed, mix: seed % 2 === 0 ? ('swarm' as const) : undefined };
+    const result = await runSeed(options);
+    faults += result.faults;
+    if (!result.ok)
+      failed.push(`${replayCommand(options)}: ${result.failures.slice(0, 3).join('; ')}`);
+  }
+  return { failed, faults };
+}
