@@ -4,7 +4,7 @@
 // it leads, so the sum over several controllers counts each event once. Each controller has its
 // own Registry (not prom-client's global one), so tests may run several in one process.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { nodeState, type JournalEvent, type ProbeStatus } from '../../core/model.js';
+import { nodeState, type JournalEvent } from '../../core/model.js';
 import type { Controller } from '../controller.js';
 import { registerProcessMetrics } from '../../platform/process-metrics.js';
 import { workloadPhase } from '../views.js';
@@ -14,9 +14,6 @@ import { HistorySampler } from './history-sampler.js';
 export const restoreBucketsSeconds = [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300];
 
 const transitionKinds = new Set(['placement', 'failover', 'switchover', 'preemption', 'eviction']);
-
-/** The probe status as agents report it; lastDurationMs arrives with newer agents only. */
-type ReportedProbe = ProbeStatus & { lastDurationMs?: number };
 
 export class ControllerMetrics {
   readonly registry = new Registry();
@@ -196,7 +193,7 @@ export class ControllerMetrics {
     }
     for (const instance of state.instances) {
       g.instances.inc({ state: instance.state });
-      for (const [probe, status] of Object.entries(instance.probes) as [string, ReportedProbe][]) {
+      for (const [probe, status] of Object.entries(instance.probes)) {
         const labels = { workload: instance.workload, node: instance.node, probe };
         g.probeUp.set(labels, status.ok ? 1 : 0);
         g.probeFailures.set(labels, status.consecutiveFailures);

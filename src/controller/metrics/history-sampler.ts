@@ -1,7 +1,7 @@
 // Feeds the metrics history (history.ts) every metricsSampleIntervalMs from what the controller
 // already holds: its cached state, the usage agents report in heartbeats, and the failover count
 // of its metrics. The series are the ones the console charts (docs/metrics.md lists them).
-import type { InstanceState, ProbeStatus, WorkloadPhase } from '../../core/model.js';
+import type { InstanceState, WorkloadPhase } from '../../core/model.js';
 import type { TimerHandle } from '../../core/ports.js';
 import type { Controller } from '../controller.js';
 import { workloadPhase } from '../views.js';
@@ -91,7 +91,7 @@ export class HistorySampler {
       const active = state.instances.find((i) => i.workload === w.name && i.node === w.node);
       let slowestSeconds: number | undefined;
       for (const [probe, status] of Object.entries(active?.probes ?? {})) {
-        const durationMs = (status as ProbeStatus & { lastDurationMs?: number }).lastDurationMs;
+        const durationMs = status.lastDurationMs;
         if (typeof durationMs !== 'number') continue;
         record(
           'workload_probe_duration_seconds',
