@@ -1,6 +1,7 @@
 // The seed sweep of `npm test`: seeds across the fault mix, each run through every checker. It is
-// cut into halves, one test file each (seed-sweep-*.test.ts), so that the test runner, which runs
-// files side by side, uses both cores of a CI machine for the longest test of the suite.
+// cut into halves, one test file each (seed-sweep-*.test.ts), so that a runner that runs files side
+// by side can give the longest test of the suite two cores (docs/simulation.md says why npm test
+// does not, yet).
 import { replayCommand, runSeed } from './run-seed.js';
 
 /** How many seeds `npm test` sweeps; `npm run sim -- --seeds N` runs a swarm of any size. */
