@@ -2,6 +2,7 @@
 // phase. Every way out goes through close paths that log a code and a reason, so a hostile or
 // broken client ends its own connection and nothing else (CONVENTIONS.md item 12).
 import type { Socket } from 'node:net';
+import { receiveInSlabs } from '../../platform/slab-receive.js';
 import type { Clock, Logger, TimerHandle } from '../../core/ports.js';
 import { ByteQueue } from './byte-queue.js';
 import { countClose, type NbdCounters } from './counters.js';
@@ -42,9 +43,11 @@ export class NbdConnection {
   private closed = false;
 
   constructor(socket: Socket, context: ConnectionContext, logger: Logger) {
-    this.socket = socket;
     this.context = context;
     this.logger = logger;
+    // The server accepts paused; from here what arrives comes in slab chunks (slab-receive.ts).
+    socket = receiveInSlabs(socket);
+    this.socket = socket;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error: NodeJS.ErrnoException) => {

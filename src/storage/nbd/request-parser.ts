@@ -42,7 +42,8 @@ export interface ParserHooks {
  * chunks they keep alive add up to at most twice the payload plus two whole chunks (the head and
  * tail chunks are shared with neighbouring requests). A slice pins its whole chunk, so without the
  * bound a client could pin far more memory than inFlightBytesMax counts. Past it, the payload is
- * gathered by copying.
+ * gathered by copying. A chunk counts as the buffer behind it (a receive slab, 256 KiB at most),
+ * since a slice keeps all of that alive.
  */
 const PAYLOAD_PARTS_MAX = 1024;
 const PAYLOAD_SLACK_BYTES = 128 * 1024;
@@ -183,7 +184,8 @@ export class RequestParser {
     const request = this.payloadRequest!;
     const take = Math.min(request.length - this.payloadFill, chunk.length - at);
     const parts = this.payloadParts;
-    const pinned = this.payloadPinned + chunk.length;
+    // A slice keeps its whole backing buffer alive: a slab of slab-receive.ts, not just the chunk.
+    const pinned = this.payloadPinned + Math.max(chunk.length, chunk.buffer.byteLength);
     const affordable = pinned <= 2 * request.length + PAYLOAD_SLACK_BYTES;
     if (parts !== undefined && parts.length < PAYLOAD_PARTS_MAX && affordable) {
       parts.push(chunk.subarray(at, at + take));

@@ -65,7 +65,8 @@ export class NbdServer {
     if (!unix && !(Number.isInteger(options.port) && options.port! >= 0 && options.port! < 65536)) {
       throw new RangeError(`NBD listen: port must be 0-65535, got ${String(options.port)}`);
     }
-    const server = createServer((socket) => this.accept(socket));
+    // Paused: a connection moves its socket onto slab receiving before reading (connection.ts).
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       const ready = () => {

@@ -5,8 +5,9 @@
 // connection that goes wrong before it is a link (a malformed or unexpected first frame, none in
 // time, too many connections) is closed alone, with a logged reason.
 import assert from 'node:assert/strict';
-import { connect, createServer, isIP, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
+import { createServer, isIP, isIPv4, isIPv6, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../core/ports.js';
+import { connectReceivingInSlabs, receiveInSlabs } from '../../platform/slab-receive.js';
 import { checkWhole, SocketLink, type SocketLinkOptions } from './socket-link.js';
 import type { ReplicationLink, ReplOpenInfo } from './types.js';
 import type { ReplicationMessage } from './wire.js';
@@ -57,7 +58,7 @@ export function connectLink(
     logger.log('warn', 'replication link closed', { reason });
     return new UnopenedLink(reason);
   }
-  const socket = connect({ host: parsed.host, port: parsed.port });
+  const socket = connectReceivingInSlabs({ host: parsed.host, port: parsed.port });
   return new SocketLink(socket, {
     logger,
     peer: `${target.node} (${target.address})`,
@@ -138,7 +139,8 @@ export class ReplicationListener {
     }
     checkWhole('firstFrameTimeoutMs', options.firstFrameTimeoutMs, 1);
     checkWhole('connectionsMax', options.connectionsMax, 1);
-    const server = createServer();
+    // Paused: accept() moves each socket onto slab receiving before it reads (slab-receive.ts).
+    const server = createServer({ pauseOnConnect: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port, options.host, () => {
@@ -176,7 +178,8 @@ export class ReplicationListener {
     await stopped;
   }
 
-  private accept(socket: Socket): void {
+  private accept(accepted: Socket): void {
+    const socket = receiveInSlabs(accepted);
     const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     const logger = this.options.logger.child({ connection: this.nextConnection++, peer });
     socket.on('error', () => {}); // Every path below reports errors by closing; none may crash.
