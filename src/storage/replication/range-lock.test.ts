@@ -59,6 +59,25 @@ describe('RangeLock', () => {
     assert.equal(granted, true);
   });
 
+  it('tryAcquire holds a free range at once, and refuses without queueing behind a busy one', async () => {
+    const lock = new RangeLock();
+    const first = lock.tryAcquire(0, 10);
+    assert.ok(first !== undefined);
+    assert.equal(lock.tryAcquire(5, 10), undefined);
+    assert.equal(lock.size, 1); // The refused request took no place.
+    // A request waiting for the holder also makes the range busy for tryAcquire.
+    const waiting = lock.acquire(8, 4);
+    assert.equal(lock.tryAcquire(11, 1), undefined);
+    const disjoint = lock.tryAcquire(20, 5);
+    assert.ok(disjoint !== undefined);
+    first();
+    (await waiting)();
+    disjoint();
+    assert.equal(lock.size, 0);
+    assert.ok(lock.tryAcquire(5, 10) !== undefined);
+    assert.throws(() => lock.tryAcquire(-1, 1), /offset must be a whole number/);
+  });
+
   it('refuses a negative or fractional range', () => {
     const lock = new RangeLock();
     assert.throws(() => lock.acquire(-1, 1), /offset must be a whole number/);

@@ -9,7 +9,8 @@
 interface Entry {
   readonly start: number;
   readonly end: number;
-  readonly released: Promise<void>;
+  /** Settles when the request releases; made on first use. */
+  readonly released: () => Promise<void>;
 }
 
 export type ReleaseRange = () => void;
@@ -28,6 +29,24 @@ export class RangeLock {
    * empty range still orders against requests that cover its offset.
    */
   acquire(offsetBytes: number, lengthBytes: number): Promise<ReleaseRange> {
+    const { release, earlier } = this.enqueue(offsetBytes, lengthBytes, false)!;
+    return Promise.all(earlier).then(() => release);
+  }
+
+  /**
+   * The lock at once when no earlier request overlaps the range (the common case, with no
+   * promise made); otherwise undefined and nothing is queued, and the caller uses acquire().
+   */
+  tryAcquire(offsetBytes: number, lengthBytes: number): ReleaseRange | undefined {
+    return this.enqueue(offsetBytes, lengthBytes, true)?.release;
+  }
+
+  /** Takes the request's place; with `onlyIfFree`, only when nothing earlier overlaps it. */
+  private enqueue(
+    offsetBytes: number,
+    lengthBytes: number,
+    onlyIfFree: boolean,
+  ): { release: ReleaseRange; earlier: Promise<void>[] } | undefined {
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0) {
       throw new RangeError(`range lock offset must be a whole number, got ${String(offsetBytes)}`);
     }
@@ -38,19 +57,30 @@ export class RangeLock {
     const end = offsetBytes + Math.max(lengthBytes, 1);
     const earlier: Promise<void>[] = [];
     for (const entry of this.entries) {
-      if (entry.start < end && start < entry.end) earlier.push(entry.released);
+      if (entry.start < end && start < entry.end) {
+        if (onlyIfFree) return undefined;
+        earlier.push(entry.released());
+      }
     }
-    let resolveReleased!: () => void;
-    const released = new Promise<void>((resolve) => (resolveReleased = resolve));
-    const entry: Entry = { start, end, released };
-    this.entries.add(entry);
+    // The promise a later overlapping request waits on is made only when one asks for it.
+    let resolveReleased: (() => void) | undefined;
+    let released: Promise<void> | undefined;
     let done = false;
+    const entry: Entry = {
+      start,
+      end,
+      released: () =>
+        (released ??= done
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => (resolveReleased = resolve))),
+    };
+    this.entries.add(entry);
     const release: ReleaseRange = () => {
       if (done) return;
       done = true;
       this.entries.delete(entry);
-      resolveReleased();
+      resolveReleased?.();
     };
-    return Promise.all(earlier).then(() => release);
+    return { release, earlier };
   }
 }

@@ -159,12 +159,15 @@ export class ReplicaSession {
 
   /** Runs `work` under a range lock whose place was taken now, on arrival, and tracks it. */
   private ordered(offset: number, length: number, work: () => Promise<void>): Promise<void> {
-    const acquired = this.host.locks.acquire(offset, length);
+    // Uncontended (the usual case), the lock is held at once and nothing is awaited before work.
+    const held = this.host.locks.tryAcquire(offset, length);
+    const acquired = held === undefined ? this.host.locks.acquire(offset, length) : undefined;
     const run = (async () => {
       let release: ReleaseRange | undefined;
       try {
-        release = await acquired;
-        await this.epochReady();
+        release = held ?? (await acquired!);
+        const epochPersisted = this.epochReady();
+        if (epochPersisted !== undefined) await epochPersisted;
         if (this.closed) return;
         if (this.open.epoch < this.host.highestEpoch) return this.refuse('a mutation');
         await work();

@@ -126,11 +126,21 @@ export class SocketLink implements ReplicationLink {
       );
       return;
     }
-    // Corked, the parts of one frame leave in one writev.
-    this.socket.cork();
+    // Corked until the end of this turn of the event loop: the frames of one batch of requests
+    // (or the acks of one batch of writes) leave in one writev, not one each.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
     for (const part of parts) this.socket.write(part);
-    this.socket.uncork();
   }
+
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   onMessage(handler: (message: ReplicationMessage) => void): void {
     if (this.messageHandler !== undefined) throw new Error('SocketLink: onMessage set twice');
