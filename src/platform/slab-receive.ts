@@ -12,7 +12,8 @@
 //
 // The price: a chunk keeps its whole slab alive, up to receiveSlabBytes, where a default chunk
 // keeps only itself. Holders that bound the memory they pin count a chunk's slab
-// (`chunk.buffer.byteLength`), not its length.
+// (`chunk.buffer.byteLength`), not its length. And an open socket always has its next region
+// ready, so each one holds a slab even while idle: 256 KiB per connection.
 //
 // `onread` is public for sockets a program creates (net.connect, new net.Socket). A socket that a
 // net.Server accepted is moved onto a new net.Socket over the same handle: the one internal this
