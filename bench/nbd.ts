@@ -289,7 +289,23 @@ function prepareFile(path: string, mib: number): void {
   for (let written = 0; written < mib << 20; written += chunk.length)
     writeSync(fd, randomFillSync(chunk));
   closeSync(fd);
-  spawnSync('sync');
+  syncFileSystemOf(path);
+}
+
+/** How long the writeback before a run may take before the run goes on without it. */
+const syncTimeoutMs = 120_000;
+
+/**
+ * Writes back the file system that holds `path` before a run, so no run pays for an earlier one's
+ * dirty pages. Only that file system: a plain `sync` waits on every mount, and one stuck mount
+ * elsewhere on the machine (a FUSE server that died) would hang the benchmark for good.
+ */
+export function syncFileSystemOf(path: string): void {
+  const result = spawnSync('sync', ['--file-system', path], { timeout: syncTimeoutMs });
+  if (result.status !== 0) {
+    const why = result.error?.message ?? result.stderr.toString().trim();
+    process.stderr.write(`bench: sync of the file system of ${path} failed (${why}); going on\n`);
+  }
 }
 
 export function hasTool(tool: string): boolean {
@@ -353,7 +369,7 @@ export async function benchNbd(options: NbdBenchOptions): Promise<NbdBenchResult
           // Rotate the order so that no server always runs first (warm cache) or last.
           const shift = (jobIndex + round) % running.length;
           for (const server of [...running.slice(shift), ...running.slice(0, shift)]) {
-            spawnSync('sync');
+            syncFileSystemOf(file);
             const before = cpuSeconds(server.child.pid!);
             const fio = runFio(job, {
               uri: server.uri,

@@ -4,8 +4,7 @@
 // and fio's nbd engine runs the jobs of bench/nbd.ts against the primary's NBD socket. Each
 // volume is written once end to end first, so that reads find data and writes overwrite blocks
 // the engine has already allocated (no first-write allocation in one case and not the other).
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { PrimaryReportMessage } from '../src/core/protocol.js';
 import {
   cpuSeconds,
@@ -16,6 +15,7 @@ import {
   type Measure,
   median,
   runFio,
+  syncFileSystemOf,
 } from './nbd.js';
 import {
   openReplicatedVolume,
@@ -186,7 +186,7 @@ interface JobRun {
 }
 
 function runJob(c: RunningCase, job: Job, seconds: number): JobRun {
-  spawnSync('sync');
+  syncFileSystemOf(dirname(c.target.output));
   const primaryBefore = cpuSeconds(c.servers[0]!.pid);
   const cpuBefore = cpuOf(c.servers);
   const fio = runFio(job, { ...c.target, seconds });
