@@ -2,6 +2,8 @@
 // cut into halves, one test file each (seed-sweep-*.test.ts), so that a runner that runs files side
 // by side can give the longest test of the suite two cores (docs/simulation.md says why npm test
 // does not, yet).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import { replayCommand, runSeed } from './run-seed.js';
 
 /** How many seeds `npm test` sweeps; `npm run sim -- --seeds N` runs a swarm of any size. */
@@ -31,4 +33,20 @@ export async function sweepSeeds(range: {
       failed.push(`${replayCommand(options)}: ${result.failures.slice(0, 3).join('; ')}`);
   }
   return { failed, faults };
+}
+
+/**
+ * The test of one half: every seed of it passes every checker, and faults were injected (at
+ * least three per seed on average).
+ */
+export function describeSweepHalf(half: 1 | 2): void {
+  const range = sweepHalf(half);
+  describe(`simulation seed sweep, half ${half}`, () => {
+    it(`seeds ${range.first} to ${range.last} across the fault mix pass every checker`, async () => {
+      const { failed, faults } = await sweepSeeds(range);
+      assert.deepEqual(failed, []);
+      const seeds = range.last - range.first + 1;
+      assert.ok(faults > seeds * 3, `faults were injected (${faults})`);
+    });
+  });
 }

@@ -185,7 +185,7 @@ export class RequestParser {
     const take = Math.min(request.length - this.payloadFill, chunk.length - at);
     const parts = this.payloadParts;
     // A slice keeps its whole backing buffer alive: a slab of slab-receive.ts, not just the chunk.
-    const pinned = this.payloadPinned + Math.max(chunk.length, chunk.buffer.byteLength);
+    const pinned = this.payloadPinned + chunk.buffer.byteLength;
     const affordable = pinned <= 2 * request.length + PAYLOAD_SLACK_BYTES;
     if (parts !== undefined && parts.length < PAYLOAD_PARTS_MAX && affordable) {
       parts.push(chunk.subarray(at, at + take));

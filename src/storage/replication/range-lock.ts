@@ -69,10 +69,8 @@ export class RangeLock {
     const entry: Entry = {
       start,
       end,
-      released: () =>
-        (released ??= done
-          ? Promise.resolve()
-          : new Promise<void>((resolve) => (resolveReleased = resolve))),
+      // Asked only while the entry is in the set, so before its release.
+      released: () => (released ??= new Promise<void>((resolve) => (resolveReleased = resolve))),
     };
     this.entries.add(entry);
     const release: ReleaseRange = () => {

@@ -68,6 +68,12 @@ export class SocketLink implements ReplicationLink {
   private established: boolean;
   private connectTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** Frames sent this turn wait behind cork() until the uncork queued with nextTick runs. */
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -135,12 +141,6 @@ export class SocketLink implements ReplicationLink {
     }
     for (const part of parts) this.socket.write(part);
   }
-
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   onMessage(handler: (message: ReplicationMessage) => void): void {
     if (this.messageHandler !== undefined) throw new Error('SocketLink: onMessage set twice');
