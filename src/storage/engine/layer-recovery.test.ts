@@ -3,6 +3,7 @@
 // rewritten as a checkpoint. Files are copied while the layer is open, which is what the disk
 // holds if the machine stopped at that instant.
 import assert from 'node:assert/strict';
+import { closeSync, openSync } from 'node:fs';
 import { copyFile, open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -61,6 +62,20 @@ describe('layer recovery', () => {
     assert.ok((await readBlock(reopened, 1)).equals(pattern(1, 2 * blockSize).subarray(blockSize)));
     assert.equal(reopened.map.entry(5), 0, 'unflushed block is absent');
     await reopened.close();
+  });
+
+  it('fails every flush after a data write failed, also once the write has settled', async () => {
+    const { layer } = await openLayer('live', paths('live'), options);
+    await layer.stageWrite(0, pattern(1, blockSize));
+    await layer.flush();
+    // The data file's descriptor becomes a read-only one (open takes the lowest free number).
+    const fd = (layer as unknown as { dataFd: number }).dataFd;
+    closeSync(fd);
+    assert.equal(openSync(paths('live').dataPath, 'r'), fd);
+    await assert.rejects(layer.stageWrite(1, pattern(2, blockSize)), { kind: 'io' });
+    await assert.rejects(layer.flush(), { kind: 'io' });
+    await assert.rejects(layer.flush(), { kind: 'io' });
+    await layer.close();
   });
 
   it('cuts off a torn last record', async () => {

@@ -39,7 +39,13 @@ export class Layer {
   private allocator: SlotAllocator | null;
   private dirty = new Set<number>();
   private pendingFree: number[] = [];
-  private epochWrites: Promise<unknown>[] = [];
+  /**
+   * Data writes of the epoch still in flight; each leaves the set when it settles. One that failed
+   * has set `failure` before it left, and runFlush checks that first. (Keeping every write of the
+   * epoch held a promise per write until the next flush: without end for a client that never
+   * flushes.)
+   */
+  private epochWrites = new Set<Promise<unknown>>();
   private epochHasData = false;
   /** Copies of the data of the epoch's changed blocks while it is small; null once it is not. */
   private copies: Map<number, Buffer> | null = new Map();
@@ -196,7 +202,10 @@ export class Layer {
     if (runLength > 0) writes.push(this.writeRun(data, runStart, runSlot, runLength));
     this.keepCopies(startBlock, data, kinds);
     const done = writes.length === 1 ? writes[0]! : Promise.all(writes);
-    this.epochWrites.push(done);
+    const epochWrites = this.epochWrites;
+    epochWrites.add(done);
+    const settled = () => epochWrites.delete(done);
+    done.then(settled, settled);
     this.afterChange();
     return done;
   }
@@ -291,7 +300,7 @@ export class Layer {
 
   private async runFlush(): Promise<void> {
     if (this.failure !== null) throw this.failure;
-    if (this.dirty.size === 0 && this.epochWrites.length === 0) return;
+    if (this.dirty.size === 0 && this.epochWrites.size === 0) return;
     const sealed = this.seal();
     try {
       await Promise.all(sealed.writes);
@@ -330,12 +339,12 @@ export class Layer {
     });
     const result = {
       ...sealed,
-      writes: this.epochWrites,
+      writes: [...this.epochWrites],
       frees: this.pendingFree,
       hasData: this.epochHasData,
     };
     this.dirty = new Set();
-    this.epochWrites = [];
+    this.epochWrites = new Set();
     this.pendingFree = [];
     this.epochHasData = false;
     this.copies = new Map();
