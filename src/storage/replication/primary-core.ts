@@ -4,6 +4,7 @@
 // in-sync replica that stopped answering (primary-watchdog.ts). Membership changes and resync
 // completion live in primary-membership.ts.
 import type { Logger } from '../../core/ports.js';
+import { StopLatch } from '../../platform/stop-latch.js';
 import { BlockDeviceError } from '../block-device.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { MembershipRules } from './primary-membership.js';
@@ -42,9 +43,8 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   private readonly mutations = new Map<bigint, Waiting>();
   private readonly flushes = new Set<Waiting>();
   private readonly bitmapsChanged = new Set<string>();
-  private stopError: Error | undefined;
-  private rejectStopped!: (error: Error) => void;
-  private readonly stopped: Promise<never>;
+  /** Client waits end when the primary stops (fenced, closed), with the stop's error. */
+  private readonly latch = new StopLatch();
   private gate: Waiting | undefined;
   readonly watchdog: Watchdog;
   private readonly sleeps = new Map<object, () => void>();
@@ -69,8 +69,6 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     this.meta = meta;
     this.membership = options.membership;
     this.logger = options.context.logger.child({ volume: options.volume, role: 'primary' });
-    this.stopped = new Promise<never>((_, reject) => (this.rejectStopped = reject));
-    this.stopped.catch(() => undefined);
     this.watchdog = new Watchdog(this);
     this.lease = new ReadLease(this);
     this.membershipRules = new MembershipRules(this);
@@ -158,7 +156,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
     if (this.device.readOnly)
       throw new BlockDeviceError('read-only', `${request.kind} on a read-only volume`);
     // Each wait is skipped when there is nothing to wait for (the usual case): a guarded await
-    // costs a Promise.race, and a write used to pay five of them.
+    // costs a promise and two reactions, and a write used to pay five of them.
     if (!this.heldOver) await this.guard(this.serveFrom);
     if (!this.gateOpen()) await this.guard(this.epochGate());
     let release = this.lock.tryAcquire(offsetBytes, lengthBytes);
@@ -446,7 +444,11 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   }
 
   private guard<T>(promise: Promise<T>): Promise<T> {
-    return Promise.race([promise, this.stopped]);
+    return this.latch.guard(promise);
+  }
+
+  private get stopError(): Error | undefined {
+    return this.latch.error;
   }
 
   fence(reason: string): void {
@@ -481,8 +483,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
 
   private stop(error: Error, reason: string): void {
     if (this.stopError !== undefined) return;
-    this.stopError = error;
-    this.rejectStopped(error);
+    this.latch.stop(error);
     this.watchdog.disarm();
     this.lease.disarm();
     for (const [timer, wake] of this.sleeps) {
