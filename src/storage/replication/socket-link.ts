@@ -68,7 +68,7 @@ export class SocketLink implements ReplicationLink {
   private established: boolean;
   private connectTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
-  /** Frames sent this turn wait behind cork() until the uncork queued with nextTick runs. */
+  /** Frames sent this turn wait behind cork() until the uncork queued with setImmediate runs. */
   private corked = false;
   private readonly uncork = (): void => {
     this.corked = false;
@@ -132,12 +132,13 @@ export class SocketLink implements ReplicationLink {
       );
       return;
     }
-    // Corked until the end of this turn of the event loop: the frames of one batch of requests
-    // (or the acks of one batch of writes) leave in one writev, not one each.
+    // Corked until the check phase of this turn of the event loop: the frames of one batch of
+    // requests, or the acks of every write the thread pool finished in this turn, leave in one
+    // writev. (A nextTick uncork ran after each finished write's callback: one ack each.)
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      setImmediate(this.uncork);
     }
     for (const part of parts) this.socket.write(part);
   }
