@@ -49,8 +49,28 @@ export function formatReplicationBench(result: ReplicationBenchResult): string {
     }
     if (result.drbd !== undefined) lines.push('', result.drbd);
   }
+  if (result.floor !== undefined) lines.push('', ...floorLines(result.floor));
   if (result.resync !== undefined) lines.push('', ...resyncLines(result.resync));
   return `${lines.join('\n')}\n`;
+}
+
+function floorLines(floor: NonNullable<ReplicationBenchResult['floor']>): string[] {
+  if ('skipped' in floor) return [`depth-1 floor skipped: ${floor.skipped}`];
+  const { link, readings } = floor;
+  const lines = [
+    `replication link round trip (${link.tool}, loopback, medians of ${link.runs.length} runs): ` +
+      `p50 ${link.rttP50Us.toFixed(1)} us, p99 ${link.rttP99Us.toFixed(1)} us`,
+    'depth 1 against it: a write answered once every replica holds it needs at least one round',
+    'trip more than the unreplicated write; best = (unreplicated p50 + round trip) / unreplicated',
+    "p50, counting the replica's write, the copies and the protocol as free",
+    `${'copies'.padEnd(6)} ${pad('unrepl p50', 10)} ${pad('repl p50', 8)} ${pad('added us', 8)} ${pad('round trips', 11)} ${pad('best', 5)} ${pad('measured', 8)}`,
+  ];
+  for (const r of readings) {
+    lines.push(
+      `${String(r.copies).padEnd(6)} ${pad(r.unreplicatedP50Us.toFixed(1), 10)} ${pad(r.replicatedP50Us.toFixed(1), 8)} ${pad(r.addedUs.toFixed(1), 8)} ${pad(r.addedRoundTrips.toFixed(2), 11)} ${pad(r.bestP50Ratio.toFixed(2), 5)} ${pad(r.measuredP50Ratio.toFixed(2), 8)}`,
+    );
+  }
+  return lines;
 }
 
 function resyncLines(resync: ResyncResult): string[] {

@@ -1,6 +1,8 @@
 // The replication benchmark (issue 5, "Measure"; docs/replication-bench.md): synchronous
 // replication with 2 and 3 copies against the same volume server unreplicated, with the fio jobs
-// of bench/nbd.ts (replication-throughput.ts), checked against the issue's targets; then the time
+// of bench/nbd.ts (replication-throughput.ts), checked against the issue's targets, with the round
+// trip of the replication link (sockperf, replication-floor.ts) as the floor of the depth-1
+// latency; then the time
 // of a delta resync against a full one after 1% of a 4 GiB volume changed (replication-resync.ts).
 // Volume servers are `continuum volume serve` processes on loopback, one data directory each
 // under one temporary directory that is removed at the end, also on failure. Figures only:
@@ -13,6 +15,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hasTool, version } from './nbd.js';
 import { formatReplicationBench } from './replication-format.js';
+import {
+  benchLinkFloor,
+  type FloorReading,
+  floorJob,
+  floorReadings,
+  type LinkFloor,
+} from './replication-floor.js';
 import { benchResync, type ResyncResult } from './replication-resync.js';
 import {
   benchThroughput,
@@ -65,6 +74,8 @@ export interface ReplicationBenchResult {
   settings: Record<string, unknown>;
   throughput?: { cases: ThroughputCase[]; ratios: ThroughputRatio[]; targets: TargetCheck[] };
   drbd?: string;
+  /** The link's round trip, measured after the throughput part, and the depth-1 job against it. */
+  floor?: { link: LinkFloor; readings: FloorReading[] } | { skipped: string };
   resync?: ResyncResult;
   skipped?: string;
 }
@@ -82,6 +93,10 @@ export async function benchReplication(
       const ratios = throughputRatios(cases);
       result.throughput = { cases, ratios, targets: targetChecks(ratios) };
       result.drbd = drbdComparison(ratios);
+      if (options.jobs.includes(floorJob)) {
+        const link = await benchLinkFloor(options);
+        result.floor = 'skipped' in link ? link : { link, readings: floorReadings(cases, link) };
+      }
     }
     if (options.resyncGiB > 0) {
       result.resync = await benchResync({
