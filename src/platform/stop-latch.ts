@@ -2,8 +2,7 @@
 // against one long-lived `stopped` promise, leaves a reaction on `stopped` for every call, and
 // nothing releases them until `stopped` settles: a replication primary kept two per client write
 // for as long as it served (a heap snapshot after about 80,000 writes held 83,000 reactions and
-// 207,000 promises, and each young-generation collection took five times as long as the
-// unreplicated server's). A latch holds only the waits still pending, and forgets each one as it
+// 207,000 promises). A latch holds only the waits still pending, and forgets each one as it
 // settles.
 
 export class StopLatch {
