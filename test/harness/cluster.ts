@@ -3,6 +3,7 @@
 // tests can kill, stop and resume them for real. close() ends every process group it started.
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -32,6 +33,12 @@ export function freePort(): Promise<number> {
       );
     });
   });
+}
+
+/** The end of a log file, headed by its path, for an error that says why a process failed. */
+export function logEnd(file: string, chars = 4000): string {
+  const text = existsSync(file) ? readFileSync(file, 'utf8').slice(-chars) : '(none)';
+  return `--- ${file} (end):\n${text}`;
 }
 
 /** Polls check until it returns a value (not undefined/false) or the deadline passes. */
@@ -200,9 +207,16 @@ export class TestCluster {
     );
     // Up, and joined by this agent process (not still "up" from an agent that was just killed).
     const pid = this.pidOf(agent.name);
+    let seen: unknown;
     await waitFor(`node ${agent.name} to be up with agent ${pid}`, 15_000, async () => {
-      const node = await this.node(agent.name);
+      const node = (seen = await this.node(agent.name));
       return node?.state === 'up' && node.connected === true && node.inventory?.agentPid === pid;
+    }).catch((error: Error) => {
+      // A slow or failed join says why: what the controller saw last, and the node's own logs.
+      const logs = ['agent.log', 'volume-server.log'].map((log) => logEnd(join(dir, log)));
+      throw new Error(
+        `${error.message}; the controller last saw ${JSON.stringify(seen)}\n${logs.join('\n')}`,
+      );
     });
   }
 

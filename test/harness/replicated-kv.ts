@@ -4,13 +4,13 @@
 // (the service fdatasyncs before answering); readBack checks every acknowledged key.
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectAttachMethods } from '../../src/storage/attach/index.js';
 import { onPath } from '../attach/harness.js';
 import {
   demoServicePath,
   freePort,
+  logEnd,
   type AgentSpec,
   type TestCluster,
   type WorkloadInfo,
@@ -196,11 +196,9 @@ export class ReplicatedKv {
   /** Rethrows `error` with the end of every node's logs, for a failure that says why. */
   logTail(error: Error): never {
     const tails = this.nodes.flatMap(({ name }) =>
-      ['volume-server.log', 'agent.log', 'run/kv/logs/output.log'].map((log) => {
-        const file = join(this.cluster.nodeDir(name), log);
-        const text = existsSync(file) ? readFileSync(file, 'utf8').slice(-4000) : '(none)';
-        return `--- ${name} ${log} (end):\n${text}`;
-      }),
+      ['volume-server.log', 'agent.log', 'run/kv/logs/output.log'].map((log) =>
+        logEnd(join(this.cluster.nodeDir(name), log)),
+      ),
     );
     throw new Error(`${error.message}\n${tails.join('\n')}`);
   }
