@@ -4,6 +4,7 @@
 // in-sync replica that stopped answering (primary-watchdog.ts). Membership changes and resync
 // completion live in primary-membership.ts.
 import type { Logger } from '../../core/ports.js';
+import { SlotSet } from '../../platform/slot-set.js';
 import { StopLatch } from '../../platform/stop-latch.js';
 import { BlockDeviceError } from '../block-device.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
@@ -50,7 +51,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   private readonly sleeps = new Map<object, () => void>();
   private saves: Promise<void> = Promise.resolve();
   /** Local mutations not yet settled: a clean close waits for them before its flush. */
-  private readonly localWrites = new Set<Promise<void>>();
+  private readonly localWrites = new SlotSet<Promise<void>>();
   private closing: Promise<void> | undefined;
   readonly lease: ReadLease;
   /** Resolves once this primary may serve client operations (the promotion wait). */
@@ -175,11 +176,9 @@ export class PrimaryCore implements PeerHost, ResyncHost {
       }
       waiting = this.dispatch(request);
       const local = this.applyLocal(request);
-      this.localWrites.add(local);
-      void local.then(
-        () => this.localWrites.delete(local),
-        () => this.localWrites.delete(local),
-      );
+      const slot = this.localWrites.add(local);
+      const settled = () => this.localWrites.delete(slot, local);
+      void local.then(settled, settled);
       await this.guard(local);
       waiting.localDone = true;
     } catch (error) {
