@@ -11,6 +11,7 @@ import { DirtyBitmap } from './dirty-bitmap.js';
 import { MembershipRules } from './primary-membership.js';
 import { PrimaryPeer, type InFlight, type PeerHost } from './primary-peer.js';
 import { RangeLock } from './range-lock.js';
+import { SeqMap } from './seq-map.js';
 import { noGeneration, type ReplicaMeta } from './replica-meta.js';
 import { ReadLease } from './primary-lease.js';
 import { waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
@@ -41,7 +42,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   meta: ReplicaMeta;
   membership: VolumeMembership;
   private seq = 0n;
-  private readonly mutations = new Map<bigint, Waiting>();
+  private readonly mutations = new SeqMap<Waiting>();
   private readonly flushes = new Set<Waiting>();
   private readonly bitmapsChanged = new Set<string>();
   /** Client waits end when the primary stops (fenced, closed), with the stop's error. */
