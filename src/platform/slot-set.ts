@@ -3,9 +3,12 @@
 // or fills with deleted entries, and V8 allocates the new table in the old generation when the Set
 // itself is old. A Set that holds 32 requests at a time therefore leaves a table in the old
 // generation every few dozen adds, which only a mark-compact frees: ten such Sets turning over two
-// million entries made 64 mark-compacts and not one scavenge (measured in Node 20). A SlotSet keeps
-// its items in an array that grows only to the most it has held at once and reuses freed slots, so
-// once warm it allocates nothing. Iteration order is not insertion order.
+// million entries made 64 mark-compacts and not one scavenge (measured in Node 20). Worse, the
+// discarded table still points at what it held, and a scavenge keeps alive everything an old
+// object points at, dead or not: the requests in flight when the table was replaced survive and
+// are promoted, with everything they hold. A SlotSet keeps its items in an array that grows only to
+// the most it has held at once and reuses freed slots, so once warm it allocates nothing.
+// Iteration order is not insertion order. (seq-map.ts does the same for lookups by sequence number.)
 
 export class SlotSet<T> implements Iterable<T> {
   private readonly items: (T | undefined)[] = [];
