@@ -6,8 +6,6 @@
 // that overlaps it, held or still waiting, so the order of overlapping requests is the order of
 // the acquire() calls (no overtaking, no starvation).
 
-import { SlotSet } from '../../platform/slot-set.js';
-
 interface Entry {
   readonly start: number;
   readonly end: number;
@@ -18,7 +16,7 @@ interface Entry {
 export type ReleaseRange = () => void;
 
 export class RangeLock {
-  private readonly entries = new SlotSet<Entry>();
+  private readonly entries = new Set<Entry>();
 
   /** Requests held or waiting. */
   get size(): number {
@@ -74,11 +72,11 @@ export class RangeLock {
       // Asked only while the entry is in the set, so before its release.
       released: () => (released ??= new Promise<void>((resolve) => (resolveReleased = resolve))),
     };
-    const slot = this.entries.add(entry);
+    this.entries.add(entry);
     const release: ReleaseRange = () => {
       if (done) return;
       done = true;
-      this.entries.delete(slot, entry);
+      this.entries.delete(entry);
       resolveReleased?.();
     };
     return { release, earlier };
