@@ -155,3 +155,28 @@ describe('continuum CLI', () => {
     assert.match(nowhere.stderr, /CONTINUUM_ERR_UNAVAILABLE.*node node-9 is not connected/s);
   });
 });
+
+describe('continuum controller options', () => {
+  it('refuses detection timings that do not fit together, naming the options, before starting', async () => {
+    const refused = await run(process.execPath, [
+      cliPath,
+      'controller',
+      '--port',
+      '0',
+      '--data-dir',
+      '/nonexistent/continuum-never-created',
+      '--suspect-after-ms',
+      '900',
+      '--down-after-ms',
+      '800',
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^error: --down-after-ms: expected more than --suspect-after-ms \(900 ms\), got 800\n$/,
+    );
+  });
+});

@@ -9,6 +9,11 @@ import {
   leaderLeaseTtlMsMax,
   leaderLeaseTtlMsMin,
 } from '../controller/leadership.js';
+import {
+  controllerConfig,
+  defaultControllerConfig,
+  type DetectionConfig,
+} from '../controller/config.js';
 import { etcdPrefixDefault, startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
 import { streamLogger } from '../platform/logger.js';
@@ -90,6 +95,25 @@ export function addDaemonCommands(program: Command): void {
       'also serve GET /metrics without auth here (on the API port it needs the API token)',
       metricsListenOption,
     )
+    .option(
+      '--heartbeat-interval-ms <ms>',
+      'how often agents send a heartbeat (the controller tells them)',
+      parseMilliseconds('--heartbeat-interval-ms'),
+      defaultControllerConfig.heartbeatIntervalMs,
+    )
+    .option(
+      '--suspect-after-ms <ms>',
+      'a node without a heartbeat this long is suspect; nothing moves yet (at least two intervals)',
+      parseMilliseconds('--suspect-after-ms'),
+      defaultControllerConfig.suspectAfterMs,
+    )
+    .option(
+      '--down-after-ms <ms>',
+      'a node without a heartbeat this long is down and its workloads fail over; an agent ' +
+        'restarted within it re-attaches to its instances (more than --suspect-after-ms)',
+      parseMilliseconds('--down-after-ms'),
+      defaultControllerConfig.downAfterMs,
+    )
     .action(
       async (opts: {
         dataDir: string;
@@ -101,9 +125,14 @@ export function addDaemonCommands(program: Command): void {
         leaderLeaseMs: number;
         name?: string;
         metricsListen?: string;
+        heartbeatIntervalMs: number;
+        suspectAfterMs: number;
+        downAfterMs: number;
       }) => {
         const logger = streamLogger({ name: 'controller' });
+        const detection = detectionOptions(opts);
         const running = await startControllerServer({
+          config: detection,
           dataDir: opts.dataDir,
           host: opts.host,
           port: opts.port,
@@ -256,6 +285,39 @@ export function addDaemonCommands(program: Command): void {
         untilSignal(() => running.close());
       },
     );
+}
+
+/**
+ * The detection timings of the controller command, checked together before anything starts (an
+ * error, not a commander refusal, so main prints it): it names the option, not the config field.
+ */
+function detectionOptions(
+  opts: Pick<DetectionConfig, 'heartbeatIntervalMs' | 'suspectAfterMs' | 'downAfterMs'>,
+): Partial<DetectionConfig> {
+  const detection = {
+    heartbeatIntervalMs: opts.heartbeatIntervalMs,
+    suspectAfterMs: opts.suspectAfterMs,
+    downAfterMs: opts.downAfterMs,
+  };
+  try {
+    controllerConfig(detection);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new Error(
+      err.message
+        .replace(/^controller config /, '')
+        .replace(
+          /\b(heartbeatIntervalMs|suspectAfterMs|downAfterMs)\b/g,
+          (field) => `--${kebab(field)}`,
+        ),
+    );
+  }
+  return detection;
+}
+
+/** downAfterMs -> down-after-ms */
+function kebab(field: string): string {
+  return field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 function parseLeaseTtl(value: string): number {
