@@ -112,19 +112,25 @@ describe('node hang (SIGSTOP of the agent process group, then SIGCONT)', () => {
 });
 
 describe('agent restart (SIGKILL of the agent process alone)', () => {
+  // The agent is back within the controller's down-after time, so nothing fails over. The default
+  // (1.2 s) is about what a new agent process takes to start and join on a loaded machine.
+  const downAfterMs = 10_000;
   let demo: Demo;
-  before(async () => (demo = await startDemo()));
+  before(async () => (demo = await startDemo({ downAfterMs })));
   after(() => demo.cluster.close());
 
   it('re-attaches to its instances (same PIDs) instead of restarting them', async () => {
     const before = await demo.cluster.workload('kv');
     const node = before.node!;
+    const killedAt = Date.now();
     demo.cluster.signalProcess(node, 'SIGKILL');
     await demo.cluster.waitExit(node);
     await demo.cluster.startAgent({
       name: node,
       role: node.startsWith('spare') ? 'spare' : 'production',
     });
+    const awayMs = Date.now() - killedAt;
+    assert.ok(awayMs < downAfterMs, `the agent was back within ${downAfterMs} ms (${awayMs} ms)`);
     const pid = before.instance!.pid!;
     const seq = (await demo.cluster.events()).at(-1)!.seq;
     // The new agent has joined (startAgent waits for its own pid). Watch for longer than its

@@ -53,7 +53,8 @@ const skip =
   missing() || (detection.preferred === null ? 'no volume attach method works here' : false);
 
 describe('volumes on a real agent', { skip }, () => {
-  const cluster = new TestCluster();
+  // Agents are killed and restarted below; they must be back before the node counts as down.
+  const cluster = new TestCluster({ downAfterMs: 10_000 });
   const mountPath = join(cluster.dir, 'mnt', 'data');
   const starts = join(mountPath, 'starts');
 

@@ -74,6 +74,12 @@ export interface AgentSpec {
 export interface TestClusterOptions {
   /** Keep state in this etcd and run `controllers` controllers that elect a leader there. */
   etcd?: { endpoints: string[]; controllers: number; leaderLeaseMs?: number };
+  /**
+   * The controllers' --down-after-ms: how long a node may go without a heartbeat before its
+   * workloads fail over. Tests that restart an agent and expect it to re-attach raise it, so the
+   * restart is not raced by a failover that the default (1.2 s) allows on a loaded machine.
+   */
+  downAfterMs?: number;
 }
 
 export class TestCluster {
@@ -148,6 +154,9 @@ export class TestCluster {
       name,
       [
         ...['controller', '--data-dir', dir, '--port', String(port)],
+        ...(this.options.downAfterMs === undefined
+          ? []
+          : ['--down-after-ms', String(this.options.downAfterMs)]),
         ...(etcd === undefined
           ? []
           : [

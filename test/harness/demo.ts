@@ -32,10 +32,15 @@ export interface DemoOptions {
   extraProbes?: Record<string, unknown>[];
   /** Several controllers sharing this etcd (they elect a leader) instead of one on SQLite. */
   etcd?: TestClusterOptions['etcd'];
+  /** The controllers' --down-after-ms (default 1200). */
+  downAfterMs?: number;
 }
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
-  const cluster = new TestCluster(options.etcd === undefined ? {} : { etcd: options.etcd });
+  const cluster = new TestCluster({
+    ...(options.etcd === undefined ? {} : { etcd: options.etcd }),
+    ...(options.downAfterMs === undefined ? {} : { downAfterMs: options.downAfterMs }),
+  });
   try {
     for (let index = 0; index < (options.etcd?.controllers ?? 1); index++)
       await cluster.startController(index);
