@@ -98,14 +98,15 @@ export class AgentCore {
       });
   }
 
-  /** The controller answered a keep-alive (messages count by themselves). */
+  /**
+   * The controller answered a keep-alive (messages count by themselves): the session works, so
+   * the fences it has not confirmed yet are sent again once they are due.
+   */
   controllerHeard(): void {
-    this.selfFence.heard(this.options.clock.now());
-  }
-
-  /** The session to the controller closed. */
-  controllerLost(): void {
-    this.selfFence.lost();
+    const now = this.options.clock.now();
+    this.selfFence.heard(now);
+    for (const report of this.selfFence.due(now))
+      this.options.send({ type: 'volume-report', report });
   }
 
   get clusterId(): string | undefined {
@@ -159,14 +160,15 @@ export class AgentCore {
   }
 
   handle(message: ControllerMessage): void {
-    this.controllerHeard();
+    const now = this.options.clock.now();
+    this.selfFence.heard(now);
     if (message.type === 'welcome') {
       if (this.state.clusterId === undefined) {
         this.state.clusterId = message.clusterId;
         this.persist();
       }
-      // Fenced reports made while cut off: the controller journals them now.
-      for (const report of this.selfFence.takeUnsent())
+      // Fences the controller has not confirmed, delivered or not: it journals each once.
+      for (const report of this.selfFence.due(now, true))
         this.options.send({ type: 'volume-report', report });
     } else if (message.type === 'assignments') {
       // Learn newer epochs at once, not when the set's turn comes: a start already queued behind
@@ -194,6 +196,8 @@ export class AgentCore {
       void this.volumeRequest(message.id, message.request);
     } else if (message.type === 'logs-request') {
       void this.logsRequest(message.id, message.request);
+    } else if (message.type === 'fenced-taken') {
+      this.selfFence.taken(message.volume, message.epoch);
     } else {
       this.options.logger.log('warn', 'controller reported an error', {
         code: message.code,
@@ -289,7 +293,7 @@ export class AgentCore {
       this.options.replication?.selfFence(report.volume, report.epoch, reason);
       this.stopFenced(report.volume, report.epoch, reason);
     }
-    this.selfFence.keepIfUnsent(report);
+    this.selfFence.keepUntilTaken(report, this.options.clock.now());
     this.options.send({ type: 'volume-report', report });
     if (report.kind === 'fenced') this.stopFenced(report.volume, report.epoch, report.reason);
   }

@@ -265,7 +265,6 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
     },
     onClosed: () => {
       metrics.sessionClosed();
-      core.controllerLost();
     },
   });
   link.session = session;

@@ -10,7 +10,7 @@ import { workloadSpecSchema } from '../core/spec.js';
 import { FakeClock } from '../sim/fake-clock.js';
 import type { VolumeDuty, VolumeDutyPort } from '../storage/replication/types.js';
 import { AgentCore } from './agent.js';
-import { SelfFence, unsentFencedReportsMax } from './self-fence.js';
+import { fencedReportResendMs, keptFencedReportsMax, SelfFence } from './self-fence.js';
 import { memoryHost, RecordingDriver } from './test-support.js';
 
 const fenceTimeoutMs = 5000;
@@ -53,7 +53,7 @@ describe('SelfFence', () => {
     assert.equal(fence.reasonFor(caughtUp, 60_000), undefined);
   });
 
-  it('keeps fenced reports only while no session is open, at most unsentFencedReportsMax', () => {
+  it('keeps each fenced report until taken, sends it again when due, at most keptFencedReportsMax', () => {
     const fence = new SelfFence(fenceTimeoutMs, 0);
     const fenced = (epoch: number): PrimaryReportMessage => ({
       kind: 'fenced',
@@ -61,16 +61,23 @@ describe('SelfFence', () => {
       epoch,
       reason: 'x',
     });
+    // Heard just now, and still kept: the session may be dead without the agent knowing yet.
     fence.heard(1);
-    fence.keepIfUnsent(fenced(1));
-    assert.deepEqual(fence.takeUnsent(), []);
-    fence.lost();
-    for (let epoch = 1; epoch <= unsentFencedReportsMax + 1; epoch++)
-      fence.keepIfUnsent(fenced(epoch));
-    const kept = fence.takeUnsent();
-    assert.equal(kept.length, unsentFencedReportsMax);
+    fence.keepUntilTaken(fenced(1), 1);
+    const caughtUp = { kind: 'caught-up', volume: 'data', epoch: 1, node: 'n2', isrVersion: 2 };
+    fence.keepUntilTaken(caughtUp as PrimaryReportMessage, 1);
+    assert.deepEqual(fence.due(1 + fencedReportResendMs - 1), [], 'not due yet');
+    assert.deepEqual(fence.due(1 + fencedReportResendMs), [fenced(1)], 'due, and no other kind');
+    assert.deepEqual(fence.due(1 + fencedReportResendMs + 1), [], 'counted as sent again');
+    assert.deepEqual(fence.due(2, true), [fenced(1)], 'every one on a new session');
+    fence.taken('data', 1);
+    assert.deepEqual(fence.due(10 * fencedReportResendMs, true), [], 'taken: never again');
+    for (let epoch = 1; epoch <= keptFencedReportsMax + 1; epoch++)
+      fence.keepUntilTaken(fenced(epoch), 0);
+    fence.keepUntilTaken(fenced(5), 0);
+    const kept = fence.due(0, true);
+    assert.equal(kept.length, keptFencedReportsMax, 'bounded, and one per fence');
     assert.equal(kept[0]?.epoch, 2, 'the oldest went');
-    assert.deepEqual(fence.takeUnsent(), []);
   });
 
   it('rejects a fence timeout that is not a positive whole number of milliseconds', () => {
@@ -124,7 +131,6 @@ describe('agent self-fencing', () => {
     assign(core, 1);
     await core.idle();
     assert.deepEqual([...driver.running.keys()], ['kv@1']);
-    core.controllerLost();
     clock.advance(fenceTimeoutMs);
     core.volumeReport(unresponsive(fenceTimeoutMs));
     await core.idle();
@@ -150,6 +156,16 @@ describe('agent self-fencing', () => {
     sent.length = 0;
     core.handle({ type: 'welcome', clusterId: 'c', controllerId: 'c1', heartbeatIntervalMs: 200 });
     assert.deepEqual(sent, [{ type: 'volume-report', report: fenced }]);
+    // Not confirmed: sent again on the working session once due; confirmed: never again.
+    sent.length = 0;
+    clock.advance(fencedReportResendMs);
+    core.controllerHeard();
+    assert.deepEqual(sent, [{ type: 'volume-report', report: fenced }]);
+    core.handle({ type: 'fenced-taken', volume: 'data', epoch: 1 });
+    sent.length = 0;
+    clock.advance(fencedReportResendMs);
+    core.controllerHeard();
+    assert.deepEqual(sent, []);
 
     assign(core, 1);
     await core.idle();
@@ -178,7 +194,6 @@ describe('agent self-fencing', () => {
     const { clock, driver, fenceCalls, core } = setup();
     assign(core, 1);
     await core.idle();
-    core.controllerLost();
     clock.advance(10 * fenceTimeoutMs);
     core.volumeReport(unresponsive(fenceTimeoutMs - 1));
     core.volumeReport({

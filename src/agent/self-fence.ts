@@ -7,19 +7,25 @@
 // in-sync replica acknowledges at our epoch, no other primary can exist (promotion needs their
 // acceptance of a newer epoch), so a controller outage stops no workload.
 //
-// The 'fenced' reports made while no session was open are kept (bounded) and sent after the next
-// welcome, so the controller journals the self-fence once the agent is back in touch.
+// Every 'fenced' report is delivered at least once: the agent cannot know whether a session
+// delivered it (a cut session stays open until its pings time out; an agent resumed after a hang
+// hears what the controller sent before it closed the session, then writes into a dead socket).
+// So the report is kept (bounded) until the controller says it took it ('fenced-taken'), sent again
+// after each welcome and, on a session that answers its pings, every fencedReportResendMs. The
+// controller journals each fence (volume, node, epoch) once, however often it is reported.
 import type { PrimaryReportMessage } from '../core/protocol.js';
 
 /** How long the agent waits, cut off from the controller with operations held, before it fences. */
 export const agentFenceTimeoutMsDefault = 5000;
-/** 'fenced' reports kept while no controller session is open; past it the oldest goes. */
-export const unsentFencedReportsMax = 64;
+/** 'fenced' reports kept until the controller took them; past it the oldest goes. */
+export const keptFencedReportsMax = 64;
+/** A kept 'fenced' report not taken this long after it was sent is sent again. */
+export const fencedReportResendMs = 2000;
 
 export class SelfFence {
   private lastHeardAt: number;
-  private connected = false;
-  private readonly unsent: PrimaryReportMessage[] = [];
+  private readonly kept: { report: PrimaryReportMessage & { kind: 'fenced' }; sentAt: number }[] =
+    [];
 
   constructor(
     private readonly fenceTimeoutMs: number,
@@ -36,17 +42,11 @@ export class SelfFence {
   /** Something arrived from the controller (a message, or a keep-alive answer). */
   heard(now: number): void {
     this.lastHeardAt = Math.max(this.lastHeardAt, now);
-    this.connected = true;
   }
 
   /** How long no controller has been heard (VIPs are withdrawn past fenceTimeoutMs). */
   silentMs(now: number): number {
     return Math.max(0, now - this.lastHeardAt);
-  }
-
-  /** The session to the controller closed (it reconnects on its own). */
-  lost(): void {
-    this.connected = false;
   }
 
   /**
@@ -67,15 +67,29 @@ export class SelfFence {
     );
   }
 
-  /** A 'fenced' report about to be sent: kept for after the next welcome if no session is open. */
-  keepIfUnsent(report: PrimaryReportMessage): void {
-    if (report.kind !== 'fenced' || this.connected) return;
-    this.unsent.push(report);
-    if (this.unsent.length > unsentFencedReportsMax) this.unsent.shift();
+  /** A report about to be sent (at `now`): a 'fenced' one is kept until taken. */
+  keepUntilTaken(report: PrimaryReportMessage, now: number): void {
+    if (report.kind !== 'fenced') return;
+    this.taken(report.volume, report.epoch);
+    this.kept.push({ report, sentAt: now });
+    if (this.kept.length > keptFencedReportsMax) this.kept.shift();
   }
 
-  /** The kept reports, once: the session is open again. */
-  takeUnsent(): PrimaryReportMessage[] {
-    return this.unsent.splice(0);
+  /** The controller took the fence of `volume` at `epoch`: it is not sent again. */
+  taken(volume: string, epoch: number): void {
+    const index = this.kept.findIndex(
+      (k) => k.report.volume === volume && k.report.epoch === epoch,
+    );
+    if (index >= 0) this.kept.splice(index, 1);
+  }
+
+  /**
+   * The kept reports to send again now: every one on a new session (`all`), else those sent at
+   * least fencedReportResendMs ago. They count as sent at `now`.
+   */
+  due(now: number, all = false): PrimaryReportMessage[] {
+    const due = this.kept.filter((k) => all || now - k.sentAt >= fencedReportResendMs);
+    for (const k of due) k.sentAt = now;
+    return due.map((k) => k.report);
   }
 }

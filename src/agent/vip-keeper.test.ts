@@ -96,7 +96,6 @@ describe('VIPs in the agent core', () => {
     const { host, driver, core, assign, settle } = setup();
     assign([kv(1)]);
     await settle();
-    core.controllerLost();
     await settle(fenceTimeoutMs - 500);
     assert.ok(host.addresses.has(held), 'kept while the silence is shorter than the timeout');
     await settle(1000);

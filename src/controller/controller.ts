@@ -425,7 +425,11 @@ export class Controller {
     } else if (message.type === 'logs-reply') {
       this.logs.reply(node, message);
     } else if (message.type === 'volume-report') {
-      await this.exclusive(() => volumeReport(this, node, message.report, now));
+      const { report } = message;
+      await this.exclusive(() => volumeReport(this, node, report, now));
+      // Taken: the agent, which sends a fence again until it hears this, can stop.
+      if (report.kind === 'fenced')
+        channel.send({ type: 'fenced-taken', volume: report.volume, epoch: report.epoch });
     } else {
       await this.store.appendEvents([
         {

@@ -267,6 +267,15 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     id: z.number().int().nonnegative(),
     request: volumeRequestSchema,
   }),
+  /**
+   * A 'fenced' volume report was taken (journaled, or found journaled already): the agent stops
+   * sending it again.
+   */
+  z.object({
+    type: z.literal('fenced-taken'),
+    volume: nameSchema,
+    epoch: z.number().int().nonnegative(),
+  }),
   /** The recent output of an instance; the agent answers with a logs-reply of the same id. */
   z.object({
     type: z.literal('logs-request'),

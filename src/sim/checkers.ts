@@ -62,6 +62,30 @@ export function movesSince(world: World, afterSeq: number): number {
   ).length;
 }
 
+/**
+ * Liveness of the fence reports, once every node is back in touch: each 'fenced' report an agent
+ * made is journaled as volume.fenced, and no fence (volume, node, epoch) is journaled twice. A
+ * report sent on a session that was cut but not yet closed must not be lost.
+ */
+export function checkFencesJournaled(world: World): string[] {
+  const journaled = new Map<string, number>();
+  for (const e of world.events) {
+    if (e.kind !== 'volume.fenced') continue;
+    const key = `${e.subject.name} on ${String(e.data?.node)} at epoch ${String(e.data?.epoch)}`;
+    journaled.set(key, (journaled.get(key) ?? 0) + 1);
+  }
+  const problems: string[] = [];
+  for (const [key, count] of journaled)
+    if (count > 1) problems.push(`the fence of ${key} was journaled ${count} times`);
+  for (const [name, node] of world.nodes) {
+    for (const { volume, epoch } of node.fencedReports) {
+      const key = `${volume} on ${name} at epoch ${epoch}`;
+      if (!journaled.has(key)) problems.push(`the fence of ${key} was reported but not journaled`);
+    }
+  }
+  return problems;
+}
+
 /** Primaries self-fenced by their agents (journaled once the agent was back in touch). */
 export function selfFences(world: World): number {
   return world.events.filter(

@@ -1,7 +1,14 @@
 // One simulation run as a pure function of its seed and the code: a cluster and workloads drawn
 // from the seed, a schedule of faults, then a quiet period in which liveness and stability are
 // checked. Safety is checked after every step. A failure carries the command that replays it.
-import { checkConverged, checkSafety, leadership, movesSince, selfFences } from './checkers.js';
+import {
+  checkConverged,
+  checkFencesJournaled,
+  checkSafety,
+  leadership,
+  movesSince,
+  selfFences,
+} from './checkers.js';
 import { drawMix, faultKindsFor, inject, type FaultKind } from './faults.js';
 import { SeededRng, traceHash } from './rng.js';
 import { ReplicatedWorkloads } from './replicated-workloads.js';
@@ -141,6 +148,7 @@ export async function runSeed(options: RunOptions): Promise<RunResult> {
         ...problems.map((p) => `liveness: ${p} (${settleMs} ms after the faults stopped)`),
       );
     failures.push(...(await replicated.finalChecks(waiting)));
+    failures.push(...checkFencesJournaled(world).map((p) => `liveness: ${p}`));
     const lateMoves = movesSince(world, quietSeq);
     if (lateMoves > 0) failures.push(`stability: ${lateMoves} moves decided while nothing failed`);
     const failovers = movesSince(world, 0);

@@ -61,6 +61,11 @@ export class SimNode {
   readonly volumes: SimVolumes;
   /** World time of the last power loss (0: never). */
   lastCrashAt = 0;
+  /**
+   * The 'fenced' reports this node's agent process made (sent or kept for its next session): each
+   * must reach the journal once. An agent that dies loses those it kept, so they are forgotten here.
+   */
+  readonly fencedReports: { volume: string; epoch: number }[] = [];
   /** The newest epoch per workload delivered to this node by the controller (what it was told, whatever the agent kept). */
   readonly told = new Map<string, number>();
   private heartbeatIntervalMs = 200;
@@ -152,7 +157,11 @@ export class SimNode {
       checkEpochs: this.world.checkEpochs,
       replication: this.volumes,
       fenceTimeoutMs: simFenceTimeoutMs,
-      send: (message) => this.session?.send(message),
+      send: (message) => {
+        if (message.type === 'volume-report' && message.report.kind === 'fenced')
+          this.fencedReports.push({ volume: message.report.volume, epoch: message.report.epoch });
+        this.session?.send(message);
+      },
     });
     this.core = core;
     await core.recover();
@@ -252,7 +261,6 @@ export class SimNode {
     this.clock.run(() => {
       if (this.session !== session) return;
       this.session = undefined;
-      this.core?.controllerLost();
       if (this.alive) this.clock.setTimeout(() => this.connect(), this.reconnectDelayMs);
     });
   }
@@ -261,6 +269,7 @@ export class SimNode {
   crash(): void {
     this.alive = false;
     this.lastCrashAt = this.world.clock.now();
+    this.fencedReports.length = 0;
     this.core?.detach();
     this.core = undefined;
     this.session = undefined;
@@ -279,6 +288,7 @@ export class SimNode {
   /** SIGKILL of the agent alone: its instances keep running, and the next agent re-attaches. */
   killAgent(): void {
     this.alive = false;
+    this.fencedReports.length = 0;
     this.core?.detach();
     this.core = undefined;
     this.session = undefined;

@@ -3,7 +3,7 @@
 // fencing and finished resyncs are journaled. The pure part is duties.ts recordsAfterReport.
 import { keys, type NewEvent, type WorkloadRecord } from '../../core/model.js';
 import type { PrimaryReportMessage } from '../../core/protocol.js';
-import type { StateStore } from '../../store/port.js';
+import { eventsPageMax, type StateStore } from '../../store/port.js';
 import { recordsAfterReport } from './duties.js';
 
 /** A resync in progress, as its primary last reported it (memory only: it is reported again). */
@@ -74,6 +74,7 @@ export async function volumeReport(
     }
     controller.resyncs.delete(key);
   }
+  if (report.kind === 'fenced' && (await fenceJournaled(controller.store, node, report))) return;
   if (report.kind === 'fenced' || report.kind === 'resync') {
     const message =
       report.kind === 'fenced'
@@ -112,6 +113,30 @@ export async function volumeReport(
       controller.poke();
       return;
     }
+  }
+}
+
+/**
+ * Whether this fence (the primary on `node` at the report's epoch) is journaled already: an agent
+ * that could not tell whether its session delivered a 'fenced' report sends it again after its
+ * next welcome. Fences are few, so the volume's are read page by page.
+ */
+async function fenceJournaled(
+  store: StateStore,
+  node: string,
+  report: PrimaryReportMessage & { kind: 'fenced' },
+): Promise<boolean> {
+  let afterSeq = 0;
+  for (;;) {
+    const page = await store.readEvents({
+      afterSeq,
+      limit: eventsPageMax,
+      kinds: ['volume.fenced'],
+      subject: { kind: 'volume', name: report.volume },
+    });
+    if (page.some((e) => e.data?.node === node && e.data.epoch === report.epoch)) return true;
+    if (page.length < eventsPageMax) return false;
+    afterSeq = page.at(-1)!.seq;
   }
 }
 
