@@ -5,6 +5,9 @@
 // with anything, a read with a write), so requests on distinct blocks run fully in parallel. At a
 // queue depth of 32 the scan of requests in flight is 32 comparisons; nothing is allocated for a
 // request that waits for nobody beyond its own small record.
+
+import { SlotSet } from '../../platform/slot-set.js';
+
 interface LaneEntry {
   readonly startBlock: number;
   readonly endBlock: number;
@@ -13,7 +16,7 @@ interface LaneEntry {
 }
 
 export class IoLane {
-  private readonly active = new Set<LaneEntry>();
+  private readonly active = new SlotSet<LaneEntry>();
 
   get inFlight(): number {
     return this.active.size;
@@ -37,9 +40,9 @@ export class IoLane {
       (waits ??= []).push(wait);
     }
     const entry: LaneEntry = { startBlock, endBlock, exclusive, waiters: null };
-    this.active.add(entry);
+    const slot = this.active.add(entry);
     const finish = (): void => {
-      this.active.delete(entry);
+      this.active.delete(slot, entry);
       if (entry.waiters !== null) for (const wake of entry.waiters) wake();
     };
     const started = waits === null ? runTask(task) : Promise.all(waits).then(task);

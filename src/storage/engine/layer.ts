@@ -14,6 +14,7 @@
 // journal is synced, one fdatasync instead of two. The data file is synced before anything that
 // lets the journal forget those copies: a plain batch, a checkpoint, a close record.
 import zlib from 'node:zlib';
+import { SlotSet } from '../../platform/slot-set.js';
 import { BlockDeviceError } from '../block-device.js';
 import { BlockMap, dataEntry, isDataEntry, slotOf } from './block-map.js';
 import { ioFailure } from './engine-errors.js';
@@ -45,7 +46,7 @@ export class Layer {
    * epoch held a promise per write until the next flush: without end for a client that never
    * flushes.)
    */
-  private epochWrites = new Set<Promise<unknown>>();
+  private epochWrites = new SlotSet<Promise<unknown>>();
   private epochHasData = false;
   /** Copies of the data of the epoch's changed blocks while it is small; null once it is not. */
   private copies: Map<number, Buffer> | null = new Map();
@@ -203,8 +204,8 @@ export class Layer {
     this.keepCopies(startBlock, data, kinds);
     const done = writes.length === 1 ? writes[0]! : Promise.all(writes);
     const epochWrites = this.epochWrites;
-    epochWrites.add(done);
-    const settled = () => epochWrites.delete(done);
+    const slot = epochWrites.add(done);
+    const settled = () => epochWrites.delete(slot, done);
     done.then(settled, settled);
     this.afterChange();
     return done;
@@ -344,7 +345,7 @@ export class Layer {
       hasData: this.epochHasData,
     };
     this.dirty = new Set();
-    this.epochWrites = new Set();
+    this.epochWrites = new SlotSet();
     this.pendingFree = [];
     this.epochHasData = false;
     this.copies = new Map();

@@ -4,12 +4,14 @@
 // in-sync replica that stopped answering (primary-watchdog.ts). Membership changes and resync
 // completion live in primary-membership.ts.
 import type { Logger } from '../../core/ports.js';
+import { SlotSet } from '../../platform/slot-set.js';
 import { StopLatch } from '../../platform/stop-latch.js';
 import { BlockDeviceError } from '../block-device.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 import { MembershipRules } from './primary-membership.js';
 import { PrimaryPeer, type InFlight, type PeerHost } from './primary-peer.js';
 import { RangeLock } from './range-lock.js';
+import { SeqMap } from './seq-map.js';
 import { noGeneration, type ReplicaMeta } from './replica-meta.js';
 import { ReadLease } from './primary-lease.js';
 import { waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
@@ -40,7 +42,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   meta: ReplicaMeta;
   membership: VolumeMembership;
   private seq = 0n;
-  private readonly mutations = new Map<bigint, Waiting>();
+  private readonly mutations = new SeqMap<Waiting>();
   private readonly flushes = new Set<Waiting>();
   private readonly bitmapsChanged = new Set<string>();
   /** Client waits end when the primary stops (fenced, closed), with the stop's error. */
@@ -50,7 +52,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
   private readonly sleeps = new Map<object, () => void>();
   private saves: Promise<void> = Promise.resolve();
   /** Local mutations not yet settled: a clean close waits for them before its flush. */
-  private readonly localWrites = new Set<Promise<void>>();
+  private readonly localWrites = new SlotSet<Promise<void>>();
   private closing: Promise<void> | undefined;
   readonly lease: ReadLease;
   /** Resolves once this primary may serve client operations (the promotion wait). */
@@ -175,11 +177,9 @@ export class PrimaryCore implements PeerHost, ResyncHost {
       }
       waiting = this.dispatch(request);
       const local = this.applyLocal(request);
-      this.localWrites.add(local);
-      void local.then(
-        () => this.localWrites.delete(local),
-        () => this.localWrites.delete(local),
-      );
+      const slot = this.localWrites.add(local);
+      const settled = () => this.localWrites.delete(slot, local);
+      void local.then(settled, settled);
       await this.guard(local);
       waiting.localDone = true;
     } catch (error) {

@@ -5,6 +5,7 @@
 // in-flight window; and checksum questions for a resync. What the replica is to the primary (in
 // the ISR, being resynced, outside) is decided by the primary, not here.
 import type { ReplicationContext, LinkConnector, ReplicationLink } from './types.js';
+import { SeqMap } from './seq-map.js';
 import type {
   ReplChecksums,
   ReplHello,
@@ -62,7 +63,7 @@ export class PrimaryPeer {
   verified = false;
   /** A verify or resync pass is running (primary-membership.ts). */
   passRunning = false;
-  readonly unacked = new Map<bigint, InFlight>();
+  readonly unacked = new SeqMap<InFlight>();
   durableSeq = -1n;
   /** The flush it owes an answer to, and since when. */
   flushSeq: bigint | undefined;
@@ -202,8 +203,7 @@ export class PrimaryPeer {
 
   /** When the oldest thing it owes an answer to was asked, or undefined. */
   oldestOutstandingMs(): number | undefined {
-    const first = this.unacked.values().next();
-    const oldest = first.done === true ? undefined : first.value.sinceMs;
+    const oldest = this.unacked.first()?.sinceMs;
     if (this.flushSeq === undefined) return oldest;
     return oldest === undefined ? this.flushSinceMs : Math.min(oldest, this.flushSinceMs);
   }

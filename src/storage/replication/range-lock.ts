@@ -6,6 +6,8 @@
 // that overlaps it, held or still waiting, so the order of overlapping requests is the order of
 // the acquire() calls (no overtaking, no starvation).
 
+import { SlotSet } from '../../platform/slot-set.js';
+
 interface Entry {
   readonly start: number;
   readonly end: number;
@@ -16,7 +18,7 @@ interface Entry {
 export type ReleaseRange = () => void;
 
 export class RangeLock {
-  private readonly entries = new Set<Entry>();
+  private readonly entries = new SlotSet<Entry>();
 
   /** Requests held or waiting. */
   get size(): number {
@@ -72,11 +74,11 @@ export class RangeLock {
       // Asked only while the entry is in the set, so before its release.
       released: () => (released ??= new Promise<void>((resolve) => (resolveReleased = resolve))),
     };
-    this.entries.add(entry);
+    const slot = this.entries.add(entry);
     const release: ReleaseRange = () => {
       if (done) return;
       done = true;
-      this.entries.delete(entry);
+      this.entries.delete(slot, entry);
       resolveReleased?.();
     };
     return { release, earlier };

@@ -2,6 +2,7 @@
 // arrival order under the replica's range lock, answers flushes, generations, epoch questions and
 // checksum questions, and closes the link with a logged reason on anything it cannot accept.
 import type { Logger } from '../../core/ports.js';
+import type { SlotSet } from '../../platform/slot-set.js';
 import { BlockDeviceError } from '../block-device.js';
 import type { RangeLock, ReleaseRange } from './range-lock.js';
 import type { ReplicableDevice, ReplicationLink, ReplOpenInfo } from './types.js';
@@ -21,7 +22,7 @@ export interface ReplicaSessionHost {
   readonly device: ReplicableDevice;
   readonly logger: Logger;
   readonly locks: RangeLock;
-  readonly applying: Set<Promise<void>>;
+  readonly applying: SlotSet<Promise<void>>;
   readonly highestEpoch: number;
   readonly newestGeneration: string;
   readonly dataGeneration: number;
@@ -192,8 +193,8 @@ export class ReplicaSession {
       else await device.writeZeroes(message.offset, length, { fua, mayTrim: true });
       if (!this.closed) this.link.send({ type: 'REPL_ACK', seq: message.seq, kind: 'written' });
     });
-    this.host.applying.add(applied);
-    void applied.finally(() => this.host.applying.delete(applied));
+    const slot = this.host.applying.add(applied);
+    void applied.finally(() => this.host.applying.delete(slot, applied));
   }
 
   /** After every mutation that arrived before it (on any link), makes them durable. */

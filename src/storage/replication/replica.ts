@@ -8,6 +8,7 @@
 // older one. A message that makes no sense closes that link with a logged reason, never more.
 import { ContinuumError } from '../../core/errors.js';
 import type { Logger } from '../../core/ports.js';
+import { SlotSet } from '../../platform/slot-set.js';
 import { RangeLock } from './range-lock.js';
 import {
   acceptEpoch,
@@ -54,7 +55,7 @@ export async function openReplica(options: ReplicaOptions): Promise<ReplicaHandl
 class Replica implements ReplicaHandle, ReplicaSessionHost {
   readonly locks = new RangeLock();
   /** Mutations being applied, on any link: a flush waits for the ones that arrived before it. */
-  readonly applying = new Set<Promise<void>>();
+  readonly applying = new SlotSet<Promise<void>>();
   private meta: ReplicaMeta;
   private current: ReplicaSession | undefined;
   private readonly sessions = new Set<ReplicaSession>();
