@@ -43,7 +43,20 @@ export function readAt(
   });
 }
 
-/** Writes all `length` bytes; a short write (rare, e.g. on a signal) continues where it stopped. */
+/**
+ * Writes of at most this many bytes are made on the event loop. A pwrite into the page cache takes
+ * a few microseconds, while handing it to a pool thread and getting the callback back costs 60 to
+ * 90 us on the 2-vCPU test VM, the largest single part of a 4 KiB write's latency, and about as
+ * much CPU again (docs/replication-bench.md). Larger writes are dominated by copying and go to the
+ * pool, which overlaps them with the socket work of other requests. Reads stay in the pool: a read
+ * may miss the cache and wait for the disk, which would stall every connection of the server.
+ */
+export const loopWriteBytesMax = 65_536;
+
+/**
+ * Writes all `length` bytes; a short write (rare, e.g. on a signal) continues where it stopped.
+ * Up to loopWriteBytesMax on the event loop, larger ones in libuv's pool.
+ */
 export function writeAt(
   fd: number,
   buffer: Buffer,
@@ -51,6 +64,7 @@ export function writeAt(
   length: number,
   position: number,
 ): Promise<void> {
+  if (length <= loopWriteBytesMax) return writeOnLoop(fd, buffer, offset, length, position);
   return new Promise((resolve, reject) => {
     let done = 0;
     const step = (error: NodeJS.ErrnoException | null, written: number): void => {
@@ -62,6 +76,14 @@ export function writeAt(
     fs.write(fd, buffer, offset, length, position, step);
   });
 }
+
+/** pwrite on the event loop: done when this returns; an async function, so a failure rejects. */
+// eslint-disable-next-line @typescript-eslint/require-await -- async only to turn a throw into a rejection
+const writeOnLoop: typeof writeAt = async (fd, buffer, offset, length, position) => {
+  let done = 0;
+  while (done < length)
+    done += fs.writeSync(fd, buffer, offset + done, length - done, position + done);
+};
 
 export function syncData(fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
