@@ -125,7 +125,9 @@ describe('browser console', () => {
     const movedAt = seen.indexOf('failing over');
     assert.ok(movedAt > 0, `the console showed "failing over": ${seen.join(' → ')}`);
     assert.equal(seen.at(-1), 'protected');
-    const entry = page.getByTestId('timeline-failover').first();
+    // The timeline is loaded on its own and may still hold only the first placement when the
+    // heading says protected: wait for the failover's entry itself.
+    const entry = page.locator('[data-testid="timeline-failover"][data-kind="failover"]').first();
     await entry.waitFor({ timeout: viewTimeoutMs });
     const text = await entry.innerText();
     assert.match(text, new RegExp(`failover ${before.node} → \\S+ at epoch \\d+`));
