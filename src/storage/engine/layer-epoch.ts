@@ -41,7 +41,7 @@ export interface SealContext {
 
 export function sealEpoch(
   map: BlockMap,
-  dirty: ReadonlySet<number>,
+  dirty: Iterable<number> & { readonly size: number },
   context: SealContext,
 ): SealedEpoch {
   const position = { sequence: context.sequence, generation: context.generation };

@@ -22,6 +22,7 @@ import { journaledEpochBlocksMax } from './limits.js';
 import { closeFile, fileSize, readAt, syncData, writeAt } from './file-io.js';
 import type { Journal } from './journal.js';
 import { closeRecord } from './journal-records.js';
+import { BlockSet } from './block-set.js';
 import { checkpoint, sealEpoch, type SealedEpoch } from './layer-epoch.js';
 import { allocatorForMap, type SlotAllocator } from './slot-allocator.js';
 import { isZeroBlock } from './zero-block.js';
@@ -38,7 +39,8 @@ export class Layer {
   /** What a zeroed block becomes: "zero" hides the layers below, "absent" if there are none. */
   zeroEntry: number;
   private allocator: SlotAllocator | null;
-  private dirty = new Set<number>();
+  /** Blocks changed since the last flush, cleared when the flush seals them. */
+  private readonly dirty = new BlockSet();
   private pendingFree: number[] = [];
   /**
    * Data writes of the epoch still in flight; each leaves the set when it settles. One that failed
@@ -344,7 +346,7 @@ export class Layer {
       frees: this.pendingFree,
       hasData: this.epochHasData,
     };
-    this.dirty = new Set();
+    this.dirty.clear();
     this.epochWrites = new SlotSet();
     this.pendingFree = [];
     this.epochHasData = false;
