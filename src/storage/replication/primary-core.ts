@@ -26,6 +26,14 @@ import type {
 } from './types.js';
 import type { ReplicationMessage } from './wire.js';
 
+/**
+ * Resolved: what the local write of a mutation waits for, so that it starts in a promise reaction
+ * after its frames were sent. Links send their frames in a microtask queued by the first frame
+ * (SocketLink sendBatch 'microtask'), which runs before this reaction: the replicas get the data
+ * while the primary writes its own copy, instead of after it (docs/replication.md).
+ */
+const sentFirst = Promise.resolve();
+
 export class PrimaryCore implements PeerHost, ResyncHost {
   readonly context: ReplicationContext;
   readonly lock = new RangeLock();
@@ -176,7 +184,7 @@ export class PrimaryCore implements PeerHost, ResyncHost {
         await this.guard(full.windowOpen());
       }
       waiting = this.dispatch(request);
-      const local = this.applyLocal(request);
+      const local = sentFirst.then(() => this.applyLocal(request));
       const slot = this.localWrites.add(local);
       const settled = () => this.localWrites.delete(slot, local);
       void local.then(settled, settled);

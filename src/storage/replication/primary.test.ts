@@ -30,6 +30,30 @@ describe('primary: the write path', () => {
     assert.deepEqual(await c.replica('c').device.read(8192, blockBytes), pattern(0xab));
   });
 
+  it('lets the frames of a write leave before it writes its own copy', async (t) => {
+    // A SocketLink sends what it was given in a microtask queued by the first frame (sendBatch
+    // 'microtask'); these links record when such a microtask would have run.
+    const c = await cluster();
+    await ready(c);
+    const left: string[] = [];
+    for (const node of ['b', 'c']) {
+      const [end] = c.link(node);
+      const send = end.send.bind(end);
+      t.mock.method(end, 'send', (message: Parameters<typeof send>[0]) => {
+        if (message.type === 'REPL_WRITE') queueMicrotask(() => left.push(node));
+        send(message);
+      });
+    }
+    const leftAtLocalWrite: string[][] = [];
+    const write = c.device.write.bind(c.device);
+    t.mock.method(c.device, 'write', (...args: Parameters<typeof write>) => {
+      leftAtLocalWrite.push([...left]);
+      return write(...args);
+    });
+    await c.primary.write(4 * blockBytes, pattern(0x5a));
+    assert.deepEqual(leftAtLocalWrite, [['b', 'c']], 'both frames had left');
+  });
+
   it('the broken build (unsafeAckBeforeIsr) answers before the ISR has the write', async () => {
     const c = await cluster({ unsafeAckBeforeIsr: true });
     await ready(c);

@@ -38,6 +38,13 @@ export interface SocketLinkOptions {
    * The decoder that already read the start of the stream (the listener's, which read REPL_OPEN),
    * with the messages it decoded after that frame: the link continues from exactly there.
    */
+  /**
+   * When the frames sent in one turn leave, in one writev: 'check' (the default) in the check
+   * phase, after every callback of the poll phase, which gathers the acks of a whole batch of
+   * writes; 'microtask' once the code running now and its promise reactions are done, which
+   * gathers the frames of one batch of client requests without waiting for the rest of the turn.
+   */
+  readonly sendBatch?: 'check' | 'microtask';
   readonly continueFrom?: {
     readonly decoder: FrameDecoder;
     readonly messages: readonly ReplicationMessage[];
@@ -70,6 +77,7 @@ export class SocketLink implements ReplicationLink {
   private lingerTimer: NodeJS.Timeout | undefined;
   /** Frames sent this turn wait behind cork() until the uncork queued with setImmediate runs. */
   private corked = false;
+  private readonly sendBatch: 'check' | 'microtask';
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
@@ -85,6 +93,7 @@ export class SocketLink implements ReplicationLink {
       1,
     );
     this.messageBytesMax = options.messageBytesMax ?? replicationMessageBytesMax;
+    this.sendBatch = options.sendBatch ?? 'check';
     this.decoder =
       options.continueFrom?.decoder ?? new FrameDecoder({ messageBytesMax: this.messageBytesMax });
     this.held.push(...(options.continueFrom?.messages ?? []));
@@ -132,13 +141,14 @@ export class SocketLink implements ReplicationLink {
       );
       return;
     }
-    // Corked until the check phase of this turn of the event loop: the frames of one batch of
-    // requests, or the acks of every write the thread pool finished in this turn, leave in one
-    // writev. (A nextTick uncork ran after each finished write's callback: one ack each.)
+    // Corked until the batch is complete (sendBatch): the frames of one batch of requests, or the
+    // acks of every write finished in this turn, leave in one writev. (A nextTick uncork ran
+    // after each finished write's callback: one ack each.)
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      setImmediate(this.uncork);
+      if (this.sendBatch === 'check') setImmediate(this.uncork);
+      else queueMicrotask(this.uncork);
     }
     for (const part of parts) this.socket.write(part);
   }

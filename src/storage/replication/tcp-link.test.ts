@@ -170,6 +170,40 @@ describe('SocketLink and ReplicationListener over loopback TCP', () => {
     assert.match(fromPrimary.reason!, /node-a \(127\.0\.0\.1:\d+\) closed the connection$/);
   });
 
+  it('sends the frames of one turn in one writev: at once after it (microtask) or at its end (check)', async (t) => {
+    const server = createServer((socket) => socket.resume());
+    server.listen(0, host);
+    await once(server, 'listening');
+    t.after(() => server.close());
+    const { port } = server.address() as { port: number };
+    for (const sendBatch of ['microtask', 'check'] as const) {
+      const socket = connect({ host, port });
+      t.after(() => socket.destroy());
+      await once(socket, 'connect');
+      const link = new SocketLink(socket, { sendBatch });
+      const writes = { writev: 0, write: 0 };
+      // Writable's own hooks: a corked batch reaches _writev at once, a lone frame _write.
+      const hooks = socket as unknown as Record<'_writev' | '_write', (...args: unknown[]) => void>;
+      for (const hook of ['_writev', '_write'] as const) {
+        const original = hooks[hook];
+        t.mock.method(hooks, hook, (...args: unknown[]) => {
+          writes[hook === '_writev' ? 'writev' : 'write']++;
+          original.apply(socket, args);
+        });
+      }
+      for (const seq of [1n, 2n, 3n]) link.send({ type: 'REPL_ACK', seq, kind: 'written' });
+      assert.ok(socket.writableLength > 0, `${sendBatch}: held while the turn runs`);
+      await Promise.resolve();
+      const afterMicrotask = socket.writableLength;
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(socket.writableLength, 0, `${sendBatch}: sent by the end of the turn`);
+      if (sendBatch === 'microtask') assert.equal(afterMicrotask, 0, 'sent before later reactions');
+      else assert.ok(afterMicrotask > 0, 'check: still held after the promise reactions');
+      assert.deepEqual(writes, { writev: 1, write: 0 }, `${sendBatch}: three frames, one writev`);
+      link.destroy('test over');
+    }
+  });
+
   it('keeps what follows REPL_OPEN in the same chunk, held until the owner listens', async (t) => {
     const { listener, routed } = await startListener(t);
     const { socket } = await rawClient(t, listener.address().port);

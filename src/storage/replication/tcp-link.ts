@@ -65,6 +65,7 @@ export function connectLink(
     connectTimeoutMs: options.connectTimeoutMs,
     queuedBytesMax: options.queuedBytesMax,
     messageBytesMax: options.messageBytesMax,
+    sendBatch: 'microtask',
   });
 }
 
