@@ -14,7 +14,7 @@ import { RangeLock } from './range-lock.js';
 import { SeqMap } from './seq-map.js';
 import { noGeneration, type ReplicaMeta } from './replica-meta.js';
 import { ReadLease } from './primary-lease.js';
-import { waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
+import { sentFirst, waitingFor, type MutationRequest, type Waiting } from './primary-waiting.js';
 import { primaryStatus, Watchdog } from './primary-watchdog.js';
 import { type ResyncHost, type ResyncProgress } from './resync.js';
 import type {
@@ -25,14 +25,6 @@ import type {
   VolumeMembership,
 } from './types.js';
 import type { ReplicationMessage } from './wire.js';
-
-/**
- * Resolved: what the local write of a mutation waits for, so that it starts in a promise reaction
- * after its frames were sent. Links send their frames in a microtask queued by the first frame
- * (SocketLink sendBatch 'microtask'), which runs before this reaction: the replicas get the data
- * while the primary writes its own copy, instead of after it (docs/replication.md).
- */
-const sentFirst = Promise.resolve();
 
 export class PrimaryCore implements PeerHost, ResyncHost {
   readonly context: ReplicationContext;

@@ -35,16 +35,16 @@ export interface SocketLinkOptions {
   /** Who the peer is, for reasons and logs (default: the socket's remote address). */
   readonly peer?: string;
   /**
-   * The decoder that already read the start of the stream (the listener's, which read REPL_OPEN),
-   * with the messages it decoded after that frame: the link continues from exactly there.
-   */
-  /**
    * When the frames sent in one turn leave, in one writev: 'check' (the default) in the check
    * phase, after every callback of the poll phase, which gathers the acks of a whole batch of
    * writes; 'microtask' once the code running now and its promise reactions are done, which
    * gathers the frames of one batch of client requests without waiting for the rest of the turn.
    */
   readonly sendBatch?: 'check' | 'microtask';
+  /**
+   * The decoder that already read the start of the stream (the listener's, which read REPL_OPEN),
+   * with the messages it decoded after that frame: the link continues from exactly there.
+   */
   readonly continueFrom?: {
     readonly decoder: FrameDecoder;
     readonly messages: readonly ReplicationMessage[];
@@ -75,7 +75,7 @@ export class SocketLink implements ReplicationLink {
   private established: boolean;
   private connectTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
-  /** Frames sent this turn wait behind cork() until the uncork queued with setImmediate runs. */
+  /** Frames sent in one batch wait behind cork() until the uncork queued by the first runs. */
   private corked = false;
   private readonly sendBatch: 'check' | 'microtask';
   private readonly uncork = (): void => {
