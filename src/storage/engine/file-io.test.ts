@@ -1,11 +1,19 @@
 // writeAt: small writes are made on the event loop (done when the call returns), larger ones in
-// libuv's pool; both write every byte, and a failure is a rejection, never a throw.
+// libuv's pool in aligned pieces, two at a time; both write every byte, and a failure is a
+// rejection, never a throw.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loopWriteBytesMax, openFile, closeFile, writeAt } from './file-io.js';
+import {
+  closeFile,
+  loopWriteBytesMax,
+  openFile,
+  poolWritePieceBytes,
+  poolWritePiecesInFlightMax,
+  writeAt,
+} from './file-io.js';
 
 describe('writeAt', () => {
   const dir = fs.mkdtempSync(join(tmpdir(), 'continuum-file-io-'));
@@ -32,6 +40,96 @@ describe('writeAt', () => {
       await writeAt(fd, large, 4096, large.length - 4096, 1 << 20);
       assert.equal(onLoop(), 1, 'the large one went to the pool');
       assert.deepEqual(contents(fd, large.length - 4096, 1 << 20), large.subarray(4096));
+    } finally {
+      await closeFile(fd);
+    }
+  });
+
+  it('writes a large write in pieces that end on piece boundaries, two at a time', async (t) => {
+    // A large write makes the page cache's folios as large as itself (ext4, Linux 6.x), which
+    // makes every later small write into them slower: no piece may be longer than a piece or
+    // cross a boundary, and one write may not fill the pool with its pieces.
+    const original = fs.write.bind(fs) as (...args: unknown[]) => void;
+    const pieces: { length: number; position: number }[] = [];
+    let running = 0;
+    let runningMax = 0;
+    t.mock.method(fs, 'write', (...args: unknown[]) => {
+      const [, , , length, position] = args as [number, Buffer, number, number, number];
+      pieces.push({ length, position });
+      runningMax = Math.max(runningMax, ++running);
+      const callback = args.pop() as (...result: unknown[]) => void;
+      original(...args, (...result: unknown[]) => {
+        running--;
+        callback(...result);
+      });
+    });
+    const fd = await openFile(join(dir, 'pieces'), 'w+');
+    try {
+      // Starts 100 bytes before a boundary, ends mid-piece: a short first and a short last piece.
+      const position = 3 * poolWritePieceBytes - 100;
+      const data = Buffer.alloc(5 * poolWritePieceBytes + 300);
+      for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+      await writeAt(fd, data, 0, data.length, position);
+      assert.deepEqual(contents(fd, data.length, position), data);
+      assert.deepEqual(
+        pieces.map((piece) => piece.length),
+        [100, ...Array<number>(5).fill(poolWritePieceBytes), 200],
+      );
+      let expected = position;
+      for (const piece of pieces) {
+        assert.equal(piece.position, expected, 'the pieces cover the write in order');
+        expected += piece.length;
+        assert.ok(
+          Math.floor(piece.position / poolWritePieceBytes) ===
+            Math.floor((piece.position + piece.length - 1) / poolWritePieceBytes),
+          `the piece at ${piece.position} (${piece.length} bytes) crosses a piece boundary`,
+        );
+      }
+      assert.equal(runningMax, poolWritePiecesInFlightMax);
+    } finally {
+      await closeFile(fd);
+    }
+  });
+
+  it('rejects a large write only after its last piece has left the pool', async (t) => {
+    // The caller may reuse the buffer once the promise settles: no piece may still be copying it.
+    // The first piece fails at once; the second is held back until the failure has been seen.
+    const original = fs.write.bind(fs) as (...args: unknown[]) => void;
+    let running = 0;
+    let calls = 0;
+    let releaseOthers!: () => void;
+    const failureSeen = new Promise<void>((resolve) => (releaseOthers = resolve));
+    t.mock.method(fs, 'write', (...args: unknown[]) => {
+      running++;
+      const callback = args.pop() as (...result: unknown[]) => void;
+      if (++calls === 1) {
+        const error = Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+        setImmediate(() => {
+          running--;
+          callback(error, 0);
+          setImmediate(releaseOthers);
+        });
+        return;
+      }
+      original(...args, (...result: unknown[]) => {
+        void failureSeen.then(() => {
+          running--;
+          callback(...result);
+        });
+      });
+    });
+    const fd = await openFile(join(dir, 'failing'), 'w+');
+    try {
+      const data = Buffer.alloc(8 * poolWritePieceBytes);
+      const runningAtRejection = await writeAt(fd, data, 0, data.length, 0).then(
+        () => assert.fail('the write resolved'),
+        (error: NodeJS.ErrnoException) => {
+          assert.equal(error.code, 'EIO');
+          return running;
+        },
+      );
+      assert.equal(runningAtRejection, 0, 'a piece was still in the pool when the write rejected');
+      assert.equal(calls, poolWritePiecesInFlightMax, 'no piece starts after a failure');
     } finally {
       await closeFile(fd);
     }

@@ -54,8 +54,27 @@ export function readAt(
 export const loopWriteBytesMax = 65_536;
 
 /**
+ * Larger writes go to the pool in pieces of at most this many bytes, each ending on a multiple of
+ * it in the file. The kernel sizes the page-cache folios a write creates by the write's length
+ * (ext4 with large folios, Linux 6.x), and a later 4 KiB write into a folio made by a 1 MiB write
+ * walks all of that folio's 256 buffer heads: random 4 KiB writes after a fill in 1 MiB writes
+ * cost 4-5 us each against 1-2 us after a fill in 64 KiB writes, and a volume server after an
+ * image import ran at half its IOPS (docs/replication-bench.md, fourth and fifth sessions).
+ */
+export const poolWritePieceBytes = 65_536;
+/**
+ * The pieces of one large write that are in the pool at once. The pool (4 threads by default) is
+ * shared with every read and fdatasync of the process and takes tasks in order, so a large write
+ * queued whole would hold them all back; two at a time keep one write's copies overlapped and let
+ * other requests in between.
+ */
+export const poolWritePiecesInFlightMax = 2;
+
+/**
  * Writes all `length` bytes; a short write (rare, e.g. on a signal) continues where it stopped.
- * Up to loopWriteBytesMax on the event loop, larger ones in libuv's pool.
+ * Up to loopWriteBytesMax on the event loop, larger ones in libuv's pool in pieces of
+ * poolWritePieceBytes. A failure rejects once no piece is in the pool any more, so the caller
+ * may reuse the buffer as soon as the promise settles either way.
  */
 export function writeAt(
   fd: number,
@@ -66,15 +85,49 @@ export function writeAt(
 ): Promise<void> {
   if (length <= loopWriteBytesMax) return writeOnLoop(fd, buffer, offset, length, position);
   return new Promise((resolve, reject) => {
-    let done = 0;
-    const step = (error: NodeJS.ErrnoException | null, written: number): void => {
-      if (error) return reject(error);
-      done += written;
-      if (done === length) return resolve();
-      fs.write(fd, buffer, offset + done, length - done, position + done, step);
+    let next = 0; // Bytes of the write handed to a piece so far.
+    let running = 0;
+    let failure: NodeJS.ErrnoException | undefined;
+    const pieceDone = (error: NodeJS.ErrnoException | null): void => {
+      running--;
+      if (error) failure ??= error;
+      if (failure === undefined && next < length) return startPiece();
+      if (running > 0) return;
+      if (failure === undefined) resolve();
+      else reject(failure);
     };
-    fs.write(fd, buffer, offset, length, position, step);
+    const startPiece = (): void => {
+      const from = next;
+      next = Math.min(length, pieceEnd(position + from) - position);
+      running++;
+      writeFully(fd, buffer, offset + from, next - from, position + from, pieceDone);
+    };
+    while (running < poolWritePiecesInFlightMax && next < length) startPiece();
   });
+}
+
+/** fs.write in the pool until all `length` bytes are written (a short write goes on), then done. */
+function writeFully(
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+  done: (error: NodeJS.ErrnoException | null) => void,
+): void {
+  let written = 0;
+  const step = (error: NodeJS.ErrnoException | null, bytes: number): void => {
+    if (error) return done(error);
+    written += bytes;
+    if (written === length) return done(null);
+    fs.write(fd, buffer, offset + written, length - written, position + written, step);
+  };
+  fs.write(fd, buffer, offset, length, position, step);
+}
+
+/** The end of the piece of a large write that starts at file position `position`. */
+function pieceEnd(position: number): number {
+  return (Math.floor(position / poolWritePieceBytes) + 1) * poolWritePieceBytes;
 }
 
 /** pwrite on the event loop: done when this returns; an async function, so a failure rejects. */
