@@ -5,6 +5,7 @@
 // peer. Peers run with comparable settings: page cache on (qemu-nbd --cache=writeback
 // --aio=threads, nbdkit file cache=default), flush = fdatasync. Every process started here is
 // ended by its PID. Run alone: node --import tsx bench/nbd.ts [--seconds 5] [--rounds 1].
+import { formatHostIdle, type HostIdle, hostIdle } from './host-idle.js';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -421,6 +422,7 @@ function settings(options: NbdBenchOptions, servers: ServerName[]): Record<strin
       nbdkit: version('nbdkit', ['--version']),
     },
     cpus: Number(spawnSync('nproc').stdout.toString().trim()),
+    idle: hostIdle(),
   };
 }
 
@@ -471,6 +473,7 @@ export function formatNbdBench(result: NbdBenchResult): string {
       `${r.transport.padEnd(9)} ${r.job.padEnd(19)} ${r.peer.padEnd(20)} ${pad(r.iops.toFixed(2), 6)} ${pad(r.p50.toFixed(2), 6)} ${pad(r.p99.toFixed(2), 6)} ${pad(r.cpuPerIo.toFixed(2), 6)}`,
     );
   }
+  lines.push('', formatHostIdle(result.settings.idle as HostIdle | undefined));
   return `${lines.join('\n')}\n`;
 }
 

@@ -1,6 +1,7 @@
 // Plain-text tables of the replication benchmark (bench/replication.ts) for the terminal: the
 // figures per job and number of copies, the ratios to the unreplicated volume, the issue's
 // targets with PASS or MISS, the comparison with DRBD, and the delta and full resync rounds.
+import { formatHostIdle, type HostIdle } from './host-idle.js';
 import type { ReplicationBenchResult } from './replication.js';
 import type { ResyncResult, ResyncRound } from './replication-resync.js';
 
@@ -50,6 +51,9 @@ export function formatReplicationBench(result: ReplicationBenchResult): string {
     if (result.drbd !== undefined) lines.push('', result.drbd);
   }
   if (result.floor !== undefined) lines.push('', ...floorLines(result.floor));
+  if (result.throughput !== undefined) {
+    lines.push('', formatHostIdle(result.settings.idle as HostIdle | undefined));
+  }
   if (result.resync !== undefined) lines.push('', ...resyncLines(result.resync));
   return `${lines.join('\n')}\n`;
 }

@@ -8,6 +8,7 @@
 // under one temporary directory that is removed at the end, also on failure. Figures only:
 // nothing here asserts (CONVENTIONS.md item 19). Run alone:
 // node --import tsx bench/replication.ts [--repl-seconds 5] [--repl-rounds 1] [--resync-gib 4]
+import { hostIdle } from './host-idle.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -174,6 +175,7 @@ function settingsOf(options: ReplicationBenchOptions): Record<string, unknown> {
     replicaKill: 'SIGKILL',
     versions: { node: process.version, fio: version('fio', ['--version']) },
     cpus: Number(spawnSync('nproc').stdout.toString().trim()),
+    idle: hostIdle(),
   };
 }
 
