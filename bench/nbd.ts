@@ -5,7 +5,6 @@
 // peer. Peers run with comparable settings: page cache on (qemu-nbd --cache=writeback
 // --aio=threads, nbdkit file cache=default), flush = fdatasync. Every process started here is
 // ended by its PID. Run alone: node --import tsx bench/nbd.ts [--seconds 5] [--rounds 1].
-import { formatHostIdle, type HostIdle, hostIdle } from './host-idle.js';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
@@ -23,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import { formatHostIdle, type HostIdle, hostIdle } from './host-idle.js';
 
 export type ServerName = 'continuum' | 'qemu-nbd' | 'nbdkit' | 'continuum-threadpool';
 export interface NbdBenchOptions {

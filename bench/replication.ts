@@ -8,12 +8,12 @@
 // under one temporary directory that is removed at the end, also on failure. Figures only:
 // nothing here asserts (CONVENTIONS.md item 19). Run alone:
 // node --import tsx bench/replication.ts [--repl-seconds 5] [--repl-rounds 1] [--resync-gib 4]
-import { hostIdle } from './host-idle.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostIdle } from './host-idle.js';
 import { hasTool, version } from './nbd.js';
 import { formatReplicationBench } from './replication-format.js';
 import {
