@@ -57,9 +57,9 @@ export const loopWriteBytesMax = 65_536;
  * Larger writes go to the pool in pieces of at most this many bytes, each ending on a multiple of
  * it in the file. The kernel sizes the page-cache folios a write creates by the write's length
  * (ext4 with large folios, Linux 6.x), and a later 4 KiB write into a folio made by a 1 MiB write
- * walks all of that folio's 256 buffer heads: random 4 KiB writes after a fill in 1 MiB writes
- * cost 4-5 us each against 1-2 us after a fill in 64 KiB writes, and a volume server after an
- * image import ran at half its IOPS (docs/replication-bench.md, fourth and fifth sessions).
+ * walks all of that folio's 256 buffer heads: after an fsync, random 4 KiB writes cost 8-11 us
+ * in a file written in 1 MiB writes against 3.8-3.9 us in 64 KiB writes, and a volume server
+ * filled in 1 MiB writes ran at half its IOPS (docs/replication-bench.md, fifth session).
  */
 export const poolWritePieceBytes = 65_536;
 /**
