@@ -1,6 +1,7 @@
 // The agent's session with the controller over WebSocket: hello with inventory and instances on
 // every (re)connection, heartbeats several times a second, instance reports as they happen, and
-// reconnection with backoff across a list of controller addresses.
+// reconnection across a list of controller addresses: the leader again first after its session
+// ends, a follower's pointer to the leader followed, else the next address with backoff.
 import WebSocket from 'ws';
 import type { Logger } from '../core/ports.js';
 import {
@@ -28,6 +29,12 @@ export interface SessionOptions {
   pingTimeoutMs?: number;
 }
 
+/**
+ * The close code of a controller that stops leading or stops (controller.ts `deposed`, `stop`): the
+ * next leader is elsewhere, so the agent walks on instead of coming back.
+ */
+export const leaderLeftCloseCode = 1001;
+
 export class AgentSession {
   private ws: WebSocket | undefined;
   private urlIndex = 0;
@@ -41,11 +48,21 @@ export class AgentSession {
   private heartbeatIntervalMs = 200;
   /** The last controller tried said it is a follower: try the next one without backing off. */
   private refusedAsFollower = false;
+  /** The configured address a follower named as the leader's: tried next, at once. */
+  private leaderHint: number | undefined;
+  /**
+   * This connection followed a follower's pointer. If it is refused with another pointer, that one
+   * is not followed: two followers with stale views could otherwise send the agent back and forth.
+   */
+  private followedHint = false;
+  /** Each configured address's origin, to match the leader a follower names. */
+  private readonly origins: (string | undefined)[];
 
   constructor(private readonly options: SessionOptions) {
     if (options.controllerUrls.length === 0)
       throw new RangeError('agent session: expected at least one controller URL');
     this.delayMs = options.reconnectDelayMsInitial ?? 100;
+    this.origins = options.controllerUrls.map(originOf);
   }
 
   get connected(): boolean {
@@ -95,6 +112,7 @@ export class AgentSession {
       }
       if (parsed.data.type === 'error' && parsed.data.code === 'CONTINUUM_ERR_NOT_LEADER') {
         this.refusedAsFollower = true;
+        this.leaderHint = this.configuredIndex(parsed.data.leader);
         this.options.logger.log('debug', 'controller is a follower; trying the next', {
           url: base,
           message: parsed.data.message,
@@ -122,23 +140,54 @@ export class AgentSession {
       this.pongAt = Date.now();
       if (welcomed) this.options.onContact?.();
     });
-    ws.on('close', () => {
+    ws.on('close', (code) => {
       if (this.ws !== ws) return;
       this.stopHeartbeats();
       if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
       this.ws = undefined;
       this.options.onClosed?.();
-      this.urlIndex++;
+      const hint = this.followedHint ? undefined : this.leaderHint;
+      const refused = this.refusedAsFollower;
+      this.leaderHint = undefined;
+      this.refusedAsFollower = false;
+      this.followedHint = hint !== undefined;
       if (this.closed) return;
       const initialMs = this.options.reconnectDelayMsInitial ?? 100;
-      if (this.refusedAsFollower) {
-        this.refusedAsFollower = false;
+      if (hint !== undefined) {
+        this.urlIndex = hint;
+        this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
+        return;
+      }
+      if (welcomed && code !== leaderLeftCloseCode) {
+        // The leader ended a session it had welcomed (reports were lost, a newer session of this
+        // node replaced it) or the link broke: it most likely still leads, and the walk through
+        // the other addresses could take longer than the controllers' down-after (a vanished
+        // host holds it for the handshake timeout). Once more to the same address; a connection
+        // it does not welcome walks on.
+        this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
+        return;
+      }
+      this.urlIndex++;
+      if (refused) {
         this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
         return;
       }
       this.reconnectTimer = setTimeout(() => this.connect(), this.delayMs);
       this.delayMs = Math.min(this.delayMs * 2, this.options.reconnectDelayMsMax ?? 1000);
     });
+  }
+
+  /**
+   * The index of a configured address with the origin of `url`, if any. Only configured addresses
+   * are followed: the agent's token goes with every connection, and a follower's word is not
+   * enough to send it anywhere else.
+   */
+  private configuredIndex(url: string | undefined): number | undefined {
+    if (url === undefined) return undefined;
+    const origin = originOf(url);
+    if (origin === undefined) return undefined;
+    const index = this.origins.indexOf(origin);
+    return index < 0 ? undefined : index;
   }
 
   /**
@@ -188,4 +237,13 @@ export class AgentSession {
 function rawText(data: WebSocket.RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
+/** `http://host:port` of a controller URL (ws:// and http:// alike), or undefined if it is not one. */
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url.replace(/^ws/, 'http')).origin;
+  } catch {
+    return undefined;
+  }
 }

@@ -9,7 +9,11 @@ import { join, resolve } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { isContinuumError } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
-import { agentMessageBytesMax, agentMessageSchema } from '../core/protocol.js';
+import {
+  agentMessageBytesMax,
+  agentMessageSchema,
+  controllerUrlBytesMax,
+} from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
 import { ensureToken, newToken, writeToken } from '../platform/tokens.js';
 import { EtcdStore } from '../store/etcd.js';
@@ -236,17 +240,24 @@ function serveAgent(controller: Controller, ws: WebSocket, logger: Logger): void
       try {
         node = await controller.agentMessage(channel, node, message.data);
       } catch (err) {
-        if (isContinuumError(err)) return reject(err.message, err.code);
+        if (isContinuumError(err)) return reject(err.message, err.code, leaderNamed(err.details));
         logger.log('error', 'agent message failed', { node, error: String(err) });
       }
     });
   });
   ws.on('close', () => controller.agentDisconnected(channel, node));
   ws.on('error', (err) => logger.log('warn', 'agent session error', { node, error: err.message }));
-  function reject(reason: string, code = 'CONTINUUM_ERR_BAD_REQUEST'): void {
+  function reject(reason: string, code = 'CONTINUUM_ERR_BAD_REQUEST', leader?: string): void {
     logger.log('warn', 'closing agent session', { node, reason });
     if (ws.readyState === ws.OPEN)
-      ws.send(JSON.stringify({ type: 'error', code, message: reason }));
+      ws.send(JSON.stringify({ type: 'error', code, message: reason, leader }));
     ws.close(4400, reason.slice(0, 120));
   }
+}
+
+/** The leader's URL a NOT_LEADER error carries (leader-guard.ts), so the agent goes straight there. */
+function leaderNamed(details: unknown): string | undefined {
+  if (typeof details !== 'object' || details === null || !('leader' in details)) return undefined;
+  const { leader } = details;
+  return typeof leader === 'string' && leader.length <= controllerUrlBytesMax ? leader : undefined;
 }

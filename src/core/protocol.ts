@@ -8,6 +8,8 @@ import { volumeRequestSchema, volumeResultSchema } from './volumes.js';
 export const agentProtocolVersion = 1;
 /** Largest session message accepted, in bytes. */
 export const agentMessageBytesMax = 1_048_576;
+/** Longest controller URL a follower may name as the leader's, in characters. */
+export const controllerUrlBytesMax = 2048;
 
 const probeStatusSchema = z.object({
   ok: z.boolean(),
@@ -260,7 +262,13 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     /** Every replicated volume this node serves or holds; any other it has is closed. */
     volumes: z.array(volumeDutySchema).max(10_000).optional(),
   }),
-  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+  z.object({
+    type: z.literal('error'),
+    code: z.string(),
+    message: z.string(),
+    /** With CONTINUUM_ERR_NOT_LEADER: where the leader answers, as far as this controller knows. */
+    leader: z.string().max(controllerUrlBytesMax).optional(),
+  }),
   /** One operation on this node's volumes; the agent answers with a volume-reply of the same id. */
   z.object({
     type: z.literal('volume-request'),

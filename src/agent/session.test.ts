@@ -1,0 +1,196 @@
+// Where the agent's session goes when a session ends, against controller endpoints on loopback that
+// answer as the controller does (welcome; NOT_LEADER with or without the leader's address; the
+// close codes of controller.ts): back to a leader that ended a session it had welcomed, on to the
+// next address after a leader stepped down, straight to the leader a follower names if that
+// address is configured, and never back and forth between followers that name each other.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, it } from 'node:test';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { silentLogger } from '../core/ports.js';
+import type { AgentMessage } from '../core/protocol.js';
+import { AgentSession, leaderLeftCloseCode } from './session.js';
+
+/** What an endpoint does with the hello of its n-th connection (from 1). */
+type Answer = (ws: WebSocket, connection: number) => void;
+
+const welcome = (ws: WebSocket) =>
+  ws.send(
+    JSON.stringify({
+      type: 'welcome',
+      clusterId: 'c',
+      controllerId: 'x',
+      heartbeatIntervalMs: 200,
+    }),
+  );
+
+function notLeader(leader?: string): Answer {
+  return (ws) => {
+    ws.send(
+      JSON.stringify({ type: 'error', code: 'CONTINUUM_ERR_NOT_LEADER', message: 'no', leader }),
+    );
+    ws.close(4400, 'not the leader');
+  };
+}
+
+/** The endpoints of one test, and the order in which the agent said hello to them. */
+class Endpoints {
+  readonly hellos: string[] = [];
+  private readonly servers: WebSocketServer[] = [];
+  private readonly waiters: { count: number; resolve: () => void }[] = [];
+
+  async add(name: string, answer: Answer): Promise<string> {
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(server, 'listening');
+    this.servers.push(server);
+    let connections = 0;
+    server.on('connection', (ws) => {
+      ws.once('message', (data) => {
+        const message = JSON.parse((data as Buffer).toString('utf8')) as { type: string };
+        assert.equal(message.type, 'hello', 'a session starts with a hello');
+        this.hellos.push(name);
+        answer(ws, ++connections);
+        for (const waiter of this.waiters.filter((w) => this.hellos.length >= w.count))
+          waiter.resolve();
+      });
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** Resolves once `count` hellos have arrived in all. */
+  hellosReach(count: number): Promise<void> {
+    if (this.hellos.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+
+  async close(): Promise<void> {
+    for (const server of this.servers) {
+      for (const client of server.clients) client.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+}
+
+// The endpoints read only the type of each message.
+const hello = { type: 'hello' } as unknown as AgentMessage;
+const heartbeat = { type: 'heartbeat' } as unknown as AgentMessage;
+
+/** A session that went elsewhere waits for a hello that never comes: failed, not hung. */
+const testTimeoutMs = 10_000;
+
+describe('agent session: where it reconnects', () => {
+  let endpoints: Endpoints;
+  let session: AgentSession | undefined;
+  afterEach(async () => {
+    session?.close();
+    session = undefined;
+    await endpoints.close();
+  });
+
+  function connect(controllerUrls: string[]): void {
+    session = new AgentSession({
+      controllerUrls,
+      token: 't',
+      logger: silentLogger,
+      hello: () => hello,
+      heartbeat: () => heartbeat,
+      onMessage: () => {},
+      reconnectDelayMsInitial: 5,
+    });
+    session.start();
+  }
+
+  it(
+    'comes back to a leader that ended a session it had welcomed before trying another address',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const leader = await endpoints.add('leader', (ws, n) => {
+        welcome(ws);
+        if (n === 1) ws.close(4001, 'instance reports were lost: say hello again');
+      });
+      const follower = await endpoints.add('follower', notLeader());
+      connect([leader, follower]);
+      await endpoints.hellosReach(2);
+      assert.deepEqual(endpoints.hellos, ['leader', 'leader']);
+    },
+  );
+
+  it(
+    'comes back once after a broken link, then walks on if the leader does not welcome it',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const leader = await endpoints.add('leader', (ws, n) => {
+        if (n === 1) {
+          welcome(ws);
+          ws.terminate();
+        } else notLeader()(ws, n);
+      });
+      const follower = await endpoints.add('follower', welcome);
+      connect([leader, follower]);
+      await endpoints.hellosReach(3);
+      assert.deepEqual(endpoints.hellos, ['leader', 'leader', 'follower']);
+    },
+  );
+
+  it(
+    'walks on after a leader that stepped down closed the session',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const old = await endpoints.add('old', (ws) => {
+        welcome(ws);
+        ws.close(leaderLeftCloseCode, 'this controller is no longer the leader');
+      });
+      const next = await endpoints.add('next', welcome);
+      connect([old, next]);
+      await endpoints.hellosReach(2);
+      assert.deepEqual(endpoints.hellos, ['old', 'next']);
+    },
+  );
+
+  it(
+    'goes straight to the leader a follower names, past the addresses in between',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const leader = await endpoints.add('leader', welcome);
+      const follower = await endpoints.add('follower', notLeader(`${leader}/`));
+      const other = await endpoints.add('other', notLeader());
+      connect([follower, other, leader]);
+      await endpoints.hellosReach(2);
+      assert.deepEqual(endpoints.hellos, ['follower', 'leader']);
+    },
+  );
+
+  it(
+    'does not follow a follower to an address it was not given: its token goes with it',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const stranger = await endpoints.add('stranger', welcome);
+      const follower = await endpoints.add('follower', notLeader(stranger));
+      const leader = await endpoints.add('leader', welcome);
+      connect([follower, leader]);
+      await endpoints.hellosReach(2);
+      assert.deepEqual(endpoints.hellos, ['follower', 'leader']);
+    },
+  );
+
+  it(
+    'is not sent back and forth by two followers that name each other',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const urls: Record<string, string> = {};
+      urls.a = await endpoints.add('a', (ws, n) => notLeader(urls.b)(ws, n));
+      urls.b = await endpoints.add('b', (ws, n) => notLeader(urls.a)(ws, n));
+      urls.c = await endpoints.add('c', welcome);
+      connect([urls.a, urls.b, urls.c]);
+      await endpoints.hellosReach(3);
+      assert.deepEqual(endpoints.hellos, ['a', 'b', 'c']);
+    },
+  );
+});
