@@ -51,3 +51,18 @@ describe('lost instance reports', () => {
     assert.equal(sessions.reportsLost('n1', 6, 2400, 400), true, 'lost: say hello again');
   });
 });
+
+describe('contact on arrival', () => {
+  it("counts a message of the node's current session, and nothing from a session a newer one replaced", () => {
+    const { sessions, channel } = session();
+    const newer = { send: () => undefined, close: () => undefined };
+    sessions.attach('n1', channel);
+    sessions.arrived('n1', channel, 1000);
+    assert.equal(sessions.lastHeartbeatAt.n1, 1000);
+    sessions.attach('n1', newer);
+    sessions.arrived('n1', channel, 2000);
+    assert.equal(sessions.lastHeartbeatAt.n1, 1000, 'the replaced session is not the node');
+    sessions.arrived('n1', newer, 3000);
+    assert.equal(sessions.lastHeartbeatAt.n1, 3000);
+  });
+});

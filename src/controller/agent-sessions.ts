@@ -75,6 +75,15 @@ export class AgentSessions {
     this.lastHeartbeatAt[node] = now;
   }
 
+  /**
+   * A message arrived on the node's session; the adapter says so before the messages ahead of it
+   * are handled, in order. It is contact now: a report waiting for a slow store must not hold up
+   * the heartbeats behind it, or the node shows silent, and may be judged down, meanwhile.
+   */
+  arrived(node: string, channel: AgentChannel, now: number): void {
+    if (this.isCurrent(node, channel)) this.heard(node, now);
+  }
+
   connectedNodes(): string[] {
     return [...this.sessions.keys()];
   }

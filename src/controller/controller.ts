@@ -379,6 +379,11 @@ export class Controller {
     return () => this.routeListeners.delete(listener);
   }
 
+  /** A message arrived on a node's session: contact now (AgentSessions.arrived). */
+  agentArrived(channel: AgentChannel, node: string): void {
+    this.sessions.arrived(node, channel, this.clock.now());
+  }
+
   /** A message from an agent, already validated against the protocol schema by the adapter. */
   async agentMessage(
     channel: AgentChannel,

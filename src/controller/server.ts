@@ -221,6 +221,8 @@ function serveAgent(controller: Controller, ws: WebSocket, logger: Logger): void
   };
   let chain: Promise<void> = Promise.resolve();
   ws.on('message', (data) => {
+    // Contact counts on arrival, not when the messages ahead of this one are done.
+    if (node !== undefined) controller.agentArrived(channel, node);
     chain = chain.then(async () => {
       let parsed: unknown;
       try {

@@ -2,6 +2,7 @@
 // must follow, on the real controller and agent logic with simulated time, network and processes.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import { listNodes } from '../controller/queries.js';
 import { checkConverged, checkSafety, movesSince } from './checkers.js';
 import { World } from './world.js';
 
@@ -110,6 +111,43 @@ describe('scenarios', () => {
     await w.run(3_000, () => checkSafety(w));
     assert.equal(owner(w), from);
     assert.equal(w.workloads.get('kv')!.epoch, epoch);
+    assert.deepEqual(checkConverged(w).problems, []);
+  });
+
+  it("the leader's store writes stall for 2 s while a node reports its restarted process: the node's heartbeats still count, no node is judged down, nothing moves", async () => {
+    // The report waits for the store; the heartbeats behind it on the same session must not.
+    const workloads = [workload('kv', 8080)];
+    world = new World({
+      seed: 1,
+      nodes,
+      spec: { sites: [{ name: 'a' }], workloads },
+      controllers: 3,
+    });
+    const w = world;
+    await w.start();
+    await w.run(3_000, () => checkSafety(w));
+    assert.deepEqual(checkConverged(w).problems, []);
+    const from = owner(w);
+    const seq = w.events.at(-1)!.seq;
+    w.stallLeaderWrites(2_000);
+    const process = w.table.live().find((p) => p.workload === 'kv')!;
+    w.table.end(process.pid, { code: null, signal: 'SIGKILL', at: w.clock.now() });
+    // What the API shows meanwhile: every node heard from within two heartbeat intervals.
+    let oldestMs = 0;
+    for (let step = 0; step < 20; step++) {
+      await w.run(100, () => checkSafety(w));
+      for (const node of await listNodes(w.controller!))
+        oldestMs = Math.max(oldestMs, node.lastHeartbeatAgoMs ?? Infinity);
+    }
+    assert.ok(oldestMs <= 400, `a node unheard for ${oldestMs} ms while the store was slow`);
+    await w.run(2_000, () => checkSafety(w));
+    const judged = w.events.filter((e) => e.seq > seq && e.kind.startsWith('node.'));
+    assert.deepEqual(
+      judged.map((e) => e.message),
+      [],
+    );
+    assert.equal(owner(w), from);
+    assert.equal(movesSince(w, seq), 0);
     assert.deepEqual(checkConverged(w).problems, []);
   });
 

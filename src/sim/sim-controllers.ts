@@ -98,6 +98,15 @@ export class SimControllerSlot {
     else this.gate.hangAtNextWrite = durationMs;
   }
 
+  /**
+   * The store takes durationMs to answer this controller's writes (etcd's log on a slow disk, a
+   * member catching up), while reads, watches and leader lease renewals still answer: the process
+   * runs on, and whatever awaits a write waits. Only with several controllers (the gated store).
+   */
+  stallWrites(durationMs: number): void {
+    if (this.gate !== undefined) this.gate.writesStalledUntil = this.base.now() + durationMs;
+  }
+
   /** Writes the store (or the guard) refused because a controller here no longer led. */
   get writesRefusedNotLeader(): number {
     return this.refusedBefore + (this.controller?.writesRefusedNotLeader ?? 0);
@@ -110,6 +119,8 @@ class GatedStore implements StateStore {
   private dead = false;
   /** Set: the next txn freezes the process this long and reaches the store late (see above). */
   hangAtNextWrite: number | undefined;
+  /** Writes made before this time (on the world's clock) are answered only then. */
+  writesStalledUntil = 0;
 
   constructor(
     private readonly inner: StateStore,
@@ -137,6 +148,14 @@ class GatedStore implements StateStore {
     return result;
   }
 
+  /** A write: held while writes stall, then made as any call. */
+  private async write<T>(fn: () => Promise<T>): Promise<T> {
+    const stalledMs = this.writesStalledUntil - this.base.now();
+    if (stalledMs > 0)
+      await new Promise<void>((resolve) => this.base.setTimeout(resolve, stalledMs));
+    return this.call(fn);
+  }
+
   get<T>(key: string): Promise<StoreEntry<T> | undefined> {
     return this.call(() => this.inner.get<T>(key));
   }
@@ -147,7 +166,7 @@ class GatedStore implements StateStore {
 
   txn(request: TxnRequest): Promise<TxnResult> {
     const durationMs = this.hangAtNextWrite;
-    if (durationMs === undefined) return this.call(() => this.inner.txn(request));
+    if (durationMs === undefined) return this.write(() => this.inner.txn(request));
     this.hangAtNextWrite = undefined;
     return new Promise<TxnResult>((resolve, reject) => {
       // Set before the hang, so it fires before the process resumes at the same instant.
@@ -162,7 +181,7 @@ class GatedStore implements StateStore {
   }
 
   appendEvents(events: NewEvent[]): Promise<JournalEvent[]> {
-    return this.call(() => this.inner.appendEvents(events));
+    return this.write(() => this.inner.appendEvents(events));
   }
 
   readEvents(query: EventQuery): Promise<JournalEvent[]> {

@@ -262,6 +262,14 @@ export class World {
     else slot.hang(durationMs);
   }
 
+  /** The leading controller's store writes take durationMs to answer (SimControllerSlot). */
+  stallLeaderWrites(durationMs: number): void {
+    const slot = this.leaderSlot();
+    if (slot === undefined || this.controllerSlots.length === 1) return;
+    this.note(`${slot.address}'s store writes stall for ${durationMs} ms`);
+    slot.stallWrites(durationMs);
+  }
+
   /** The node's session is with a controller that runs, answers and is reachable. */
   private sessionAlive(node: SimNode): boolean {
     for (const session of this.sessions) {
@@ -313,6 +321,12 @@ export class World {
         if (session.closed) return;
         const ok = this.network.send(node.spec.name, controllerAddress, () => {
           if (session.closed || slot.controller !== controller) return;
+          // As the real adapter does: contact on arrival (once a hung controller runs again).
+          slot.clock.run(() => {
+            const name = nodeName;
+            if (!session.closed && slot.controller === controller && name !== undefined)
+              controller.agentArrived(session.channel, name);
+          });
           chain = chain.then(async () => {
             // A hung controller reads the message when it resumes.
             await new Promise<void>((resolve) => slot.clock.run(resolve));
