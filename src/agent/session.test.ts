@@ -193,4 +193,20 @@ describe('agent session: where it reconnects', () => {
       assert.deepEqual(endpoints.hellos, ['a', 'b', 'c']);
     },
   );
+
+  it(
+    'reaches the leader past followers whose pointers are stale: one pointer between welcomes',
+    { timeout: testTimeoutMs },
+    async () => {
+      // A healed partition: the leader is the second address; the other two name each other.
+      endpoints = new Endpoints();
+      const urls: Record<string, string> = {};
+      urls.a = await endpoints.add('a', (ws, n) => notLeader(urls.b)(ws, n));
+      urls.leader = await endpoints.add('leader', welcome);
+      urls.b = await endpoints.add('b', (ws, n) => notLeader(urls.a)(ws, n));
+      connect([urls.a, urls.leader, urls.b]);
+      await endpoints.hellosReach(4);
+      assert.deepEqual(endpoints.hellos, ['a', 'b', 'a', 'leader']);
+    },
+  );
 });

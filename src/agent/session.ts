@@ -51,10 +51,11 @@ export class AgentSession {
   /** The configured address a follower named as the leader's: tried next, at once. */
   private leaderHint: number | undefined;
   /**
-   * This connection followed a follower's pointer. If it is refused with another pointer, that one
-   * is not followed: two followers with stale views could otherwise send the agent back and forth.
+   * A follower's pointer was followed since the last welcome. Further ones are not: the walk goes
+   * on from there, address by address, so followers with stale views (each naming another that no
+   * longer leads) cannot keep the agent away from the leader's address.
    */
-  private followedHint = false;
+  private pointerFollowed = false;
   /** Each configured address's origin, to match the leader a follower names. */
   private readonly origins: (string | undefined)[];
 
@@ -122,6 +123,7 @@ export class AgentSession {
       if (parsed.data.type === 'welcome') {
         // Contact counts only with the leader (its welcome): a follower cannot decide anything.
         welcomed = true;
+        this.pointerFollowed = false;
         this.options.onContact?.();
         if (parsed.data.heartbeatIntervalMs !== this.heartbeatIntervalMs) {
           this.heartbeatIntervalMs = parsed.data.heartbeatIntervalMs;
@@ -146,24 +148,24 @@ export class AgentSession {
       if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
       this.ws = undefined;
       this.options.onClosed?.();
-      const hint = this.followedHint ? undefined : this.leaderHint;
+      const hint = this.pointerFollowed ? undefined : this.leaderHint;
       const refused = this.refusedAsFollower;
       this.leaderHint = undefined;
       this.refusedAsFollower = false;
-      this.followedHint = hint !== undefined;
       if (this.closed) return;
       const initialMs = this.options.reconnectDelayMsInitial ?? 100;
       if (hint !== undefined) {
+        this.pointerFollowed = true;
         this.urlIndex = hint;
         this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
         return;
       }
       if (welcomed && code !== leaderLeftCloseCode) {
-        // The leader ended a session it had welcomed (reports were lost, a newer session of this
-        // node replaced it) or the link broke: it most likely still leads, and the walk through
-        // the other addresses could take longer than the controllers' down-after (a vanished
-        // host holds it for the handshake timeout). Once more to the same address; a connection
-        // it does not welcome walks on.
+        // The leader ended a session it had welcomed (a store write for a report failed, reports
+        // were lost, a newer session of this node replaced it) or the link broke: it most likely
+        // still leads, and the walk through the other addresses could take longer than the
+        // controllers' down-after (a vanished host holds it for the handshake timeout). Once more
+        // to the same address; a connection it does not welcome walks on.
         this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
         return;
       }
