@@ -37,8 +37,6 @@ export interface NsClusterOptions {
   hosts?: number;
   leaderLeaseMs?: number;
   fenceTimeoutMs?: number;
-  /** The controllers' --down-after-ms (their default when absent). */
-  downAfterMs?: number;
   /** Start of the namespaces' names (default mh). */
   name?: string;
   /**
@@ -120,8 +118,7 @@ export class NsCluster {
   private constructor(
     readonly hosts: Hosts,
     readonly client: Host,
-    readonly options: Required<Omit<NsClusterOptions, 'downAfterMs'>> &
-      Pick<NsClusterOptions, 'downAfterMs'>,
+    readonly options: Required<NsClusterOptions>,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'continuum-ns-'));
   }
@@ -133,7 +130,6 @@ export class NsCluster {
       fenceTimeoutMs: options.fenceTimeoutMs ?? 3000,
       name: options.name ?? 'mh',
       controlHosts: options.controlHosts ?? 0,
-      downAfterMs: options.downAfterMs,
     };
     const hosts = await createHosts({ count: settings.hosts, name: settings.name });
     let cluster: NsCluster | undefined;
@@ -283,9 +279,6 @@ export class NsCluster {
       ...['--etcd', etcdUrls, '--name', this.controllerName(host)],
       ...['--data-dir', this.controllerDir(host)],
       ...['--leader-lease-ms', String(this.options.leaderLeaseMs)],
-      ...(this.options.downAfterMs === undefined
-        ? []
-        : ['--down-after-ms', String(this.options.downAfterMs)]),
     ]);
     await waitFor(
       `${this.controllerName(host)} to answer`,
