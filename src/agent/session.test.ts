@@ -1,8 +1,8 @@
 // Where the agent's session goes when a session ends, against controller endpoints on loopback that
 // answer as the controller does (welcome; NOT_LEADER with or without the leader's address; the
-// close codes of controller.ts): back to a leader that ended a session it had welcomed, on to the
-// next address after a leader stepped down, straight to the leader a follower names if that
-// address is configured, and never back and forth between followers that name each other.
+// close codes of controller.ts and server.ts): back to a leader that ended a session it had
+// welcomed, on to the next address after a leader stepped down or the link broke, straight to the
+// leader a follower names if that address is configured, and on past followers with stale pointers.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -118,20 +118,36 @@ describe('agent session: where it reconnects', () => {
   );
 
   it(
-    'comes back once after a broken link, then walks on if the leader does not welcome it',
+    'comes back once after the leader refused a report, then walks on if it does not welcome it',
     { timeout: testTimeoutMs },
     async () => {
       endpoints = new Endpoints();
       const leader = await endpoints.add('leader', (ws, n) => {
         if (n === 1) {
           welcome(ws);
-          ws.terminate();
+          ws.close(4400, 'the outcome of txn is unknown');
         } else notLeader()(ws, n);
       });
       const follower = await endpoints.add('follower', welcome);
       connect([leader, follower]);
       await endpoints.hellosReach(3);
       assert.deepEqual(endpoints.hellos, ['leader', 'leader', 'follower']);
+    },
+  );
+
+  it(
+    'walks on at once when the link to the leader broke: nothing says it still leads',
+    { timeout: testTimeoutMs },
+    async () => {
+      endpoints = new Endpoints();
+      const leader = await endpoints.add('leader', (ws) => {
+        welcome(ws);
+        ws.terminate();
+      });
+      const next = await endpoints.add('next', welcome);
+      connect([leader, next]);
+      await endpoints.hellosReach(2);
+      assert.deepEqual(endpoints.hellos, ['leader', 'next']);
     },
   );
 

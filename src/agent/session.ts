@@ -34,6 +34,11 @@ export interface SessionOptions {
  * next leader is elsewhere, so the agent walks on instead of coming back.
  */
 export const leaderLeftCloseCode = 1001;
+/**
+ * The code a session ends with when no close frame came (the link broke, the controller died, or
+ * the agent dropped it after pings went unanswered): nothing says that controller still leads.
+ */
+const linkBrokeCloseCode = 1006;
 
 export class AgentSession {
   private ws: WebSocket | undefined;
@@ -160,12 +165,12 @@ export class AgentSession {
         this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
         return;
       }
-      if (welcomed && code !== leaderLeftCloseCode) {
-        // The leader ended a session it had welcomed (a store write for a report failed, reports
-        // were lost, a newer session of this node replaced it) or the link broke: it most likely
-        // still leads, and the walk through the other addresses could take longer than the
-        // controllers' down-after (a vanished host holds it for the handshake timeout). Once more
-        // to the same address; a connection it does not welcome walks on.
+      if (welcomed && code !== leaderLeftCloseCode && code !== linkBrokeCloseCode) {
+        // The leader ended a session it had welcomed, other than by stepping down (a store write
+        // for a report failed, reports were lost, a newer session of this node replaced it): it
+        // most likely still leads, and the walk through the other addresses could take longer
+        // than the controllers' down-after (a vanished host holds it for the handshake timeout).
+        // Once more to the same address; a connection it does not welcome walks on.
         this.reconnectTimer = setTimeout(() => this.connect(), initialMs);
         return;
       }
