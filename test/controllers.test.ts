@@ -4,7 +4,12 @@
 // leader comes back as a follower, and a node crash right after a takeover is handled by the new
 // leader.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { agentProtocolVersion, type AgentHello } from '../src/core/protocol.js';
 import { EtcdProcess, etcdMissingReason } from '../src/store/etcd-process.js';
 import { waitFor } from './harness/cluster.js';
 import { info, serves, startDemo, type Demo } from './harness/demo.js';
@@ -13,6 +18,25 @@ const leaseMs = 2000;
 /** Lease expiry, the follower's next look, and its election: well inside this. */
 const takeoverBoundMs = leaseMs + 3000;
 const skip = etcdMissingReason();
+/** A node's hello, as an agent sends it first on a session. */
+const probeHello: AgentHello = {
+  type: 'hello',
+  protocolVersion: agentProtocolVersion,
+  node: 'probe',
+  site: 'dc1',
+  role: 'production',
+  labels: {},
+  address: '127.0.0.1',
+  capacity: { cpu: 1, memoryMiB: 256 },
+  inventory: {
+    hostname: 'probe',
+    cpuCount: 1,
+    memoryMiB: 256,
+    agentVersion: 'test',
+    agentPid: process.pid,
+  },
+  instances: [],
+};
 
 describe('several controllers on etcd', { skip }, () => {
   let etcd: EtcdProcess;
@@ -42,6 +66,27 @@ describe('several controllers on etcd', { skip }, () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal((await info(demo.endpoint)).pid, expected.pid, 'the same instance serves');
+  }
+
+  /** What a controller answers an agent's hello with, over a real WebSocket session. */
+  async function agentHelloAnswer(url: string): Promise<{ code: string; leader?: string }> {
+    const token = readFileSync(join(demo.cluster.controllerDir, 'agent.token'), 'utf8').trim();
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agent/session`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    try {
+      await once(ws, 'open');
+      const answered = once(ws, 'message');
+      ws.send(JSON.stringify(probeHello));
+      const [data] = (await answered) as [Buffer];
+      const answer = JSON.parse(data.toString('utf8')) as { code: string; leader?: string };
+      return {
+        code: answer.code,
+        ...(answer.leader === undefined ? {} : { leader: answer.leader }),
+      };
+    } finally {
+      ws.terminate();
+    }
   }
 
   async function allNodesWithLeader(): Promise<void> {
@@ -81,6 +126,11 @@ describe('several controllers on etcd', { skip }, () => {
     assert.equal(refused.status, 503);
     assert.equal(body.error.code, 'CONTINUUM_ERR_NOT_LEADER');
     assert.equal(body.error.details.leader, next.url);
+    // So is an agent's session, naming the new one too: the agent goes there next.
+    assert.deepEqual(await agentHelloAnswer(old.url), {
+      code: 'CONTINUUM_ERR_NOT_LEADER',
+      leader: next.url,
+    });
     await nothingMoves(expected, 2500);
     const elected = await demo.cluster.events('controller.elected');
     assert.deepEqual(

@@ -12,7 +12,7 @@ import type { Logger } from '../core/ports.js';
 import {
   agentMessageBytesMax,
   agentMessageSchema,
-  controllerUrlBytesMax,
+  controllerUrlLengthMax,
 } from '../core/protocol.js';
 import { systemClock } from '../platform/real-ports.js';
 import { ensureToken, newToken, writeToken } from '../platform/tokens.js';
@@ -261,5 +261,5 @@ function serveAgent(controller: Controller, ws: WebSocket, logger: Logger): void
 function leaderNamed(details: unknown): string | undefined {
   if (typeof details !== 'object' || details === null || !('leader' in details)) return undefined;
   const { leader } = details;
-  return typeof leader === 'string' && leader.length <= controllerUrlBytesMax ? leader : undefined;
+  return typeof leader === 'string' && leader.length <= controllerUrlLengthMax ? leader : undefined;
 }

@@ -9,7 +9,7 @@ export const agentProtocolVersion = 1;
 /** Largest session message accepted, in bytes. */
 export const agentMessageBytesMax = 1_048_576;
 /** Longest controller URL a follower may name as the leader's, in characters. */
-export const controllerUrlBytesMax = 2048;
+export const controllerUrlLengthMax = 2048;
 
 const probeStatusSchema = z.object({
   ok: z.boolean(),
@@ -267,7 +267,7 @@ export const controllerMessageSchema = z.discriminatedUnion('type', [
     code: z.string(),
     message: z.string(),
     /** With CONTINUUM_ERR_NOT_LEADER: where the leader answers, as far as this controller knows. */
-    leader: z.string().max(controllerUrlBytesMax).optional(),
+    leader: z.string().max(controllerUrlLengthMax).optional(),
   }),
   /** One operation on this node's volumes; the agent answers with a volume-reply of the same id. */
   z.object({

@@ -104,7 +104,9 @@ export class SimControllerSlot {
    * runs on, and whatever awaits a write waits. Only with several controllers (the gated store).
    */
   stallWrites(durationMs: number): void {
-    if (this.gate !== undefined) this.gate.writesStalledUntil = this.base.now() + durationMs;
+    if (this.gate === undefined)
+      throw new Error('stallWrites: expected a world with several controllers (a gated store)');
+    this.gate.writesStalledUntil = this.base.now() + durationMs;
   }
 
   /** Writes the store (or the guard) refused because a controller here no longer led. */

@@ -265,7 +265,7 @@ export class World {
   /** The leading controller's store writes take durationMs to answer (SimControllerSlot). */
   stallLeaderWrites(durationMs: number): void {
     const slot = this.leaderSlot();
-    if (slot === undefined || this.controllerSlots.length === 1) return;
+    if (slot === undefined) throw new Error('stallLeaderWrites: no controller leads now');
     this.note(`${slot.address}'s store writes stall for ${durationMs} ms`);
     slot.stallWrites(durationMs);
   }
