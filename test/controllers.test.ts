@@ -79,11 +79,7 @@ describe('several controllers on etcd', { skip }, () => {
       const answered = once(ws, 'message');
       ws.send(JSON.stringify(probeHello));
       const [data] = (await answered) as [Buffer];
-      const answer = JSON.parse(data.toString('utf8')) as { code: string; leader?: string };
-      return {
-        code: answer.code,
-        ...(answer.leader === undefined ? {} : { leader: answer.leader }),
-      };
+      return JSON.parse(data.toString('utf8')) as { code: string; leader?: string };
     } finally {
       ws.terminate();
     }
@@ -127,10 +123,9 @@ describe('several controllers on etcd', { skip }, () => {
     assert.equal(body.error.code, 'CONTINUUM_ERR_NOT_LEADER');
     assert.equal(body.error.details.leader, next.url);
     // So is an agent's session, naming the new one too: the agent goes there next.
-    assert.deepEqual(await agentHelloAnswer(old.url), {
-      code: 'CONTINUUM_ERR_NOT_LEADER',
-      leader: next.url,
-    });
+    const answer = await agentHelloAnswer(old.url);
+    assert.equal(answer.code, 'CONTINUUM_ERR_NOT_LEADER');
+    assert.equal(answer.leader, next.url);
     await nothingMoves(expected, 2500);
     const elected = await demo.cluster.events('controller.elected');
     assert.deepEqual(

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { silentLogger } from '../core/ports.js';
 import type { AgentMessage } from '../core/protocol.js';
@@ -82,13 +82,17 @@ const testTimeoutMs = 10_000;
 describe('agent session: where it reconnects', () => {
   let endpoints: Endpoints;
   let session: AgentSession | undefined;
+  beforeEach(() => {
+    endpoints = new Endpoints();
+  });
   afterEach(async () => {
     session?.close();
     session = undefined;
     await endpoints.close();
   });
 
-  function connect(controllerUrls: string[]): void {
+  /** Starts a session over `controllerUrls`; the endpoints it said hello to, once there are `count`. */
+  async function hellos(controllerUrls: string[], count: number): Promise<string[]> {
     session = new AgentSession({
       controllerUrls,
       token: 't',
@@ -99,21 +103,20 @@ describe('agent session: where it reconnects', () => {
       reconnectDelayMsInitial: 5,
     });
     session.start();
+    await endpoints.hellosReach(count);
+    return endpoints.hellos;
   }
 
   it(
     'comes back to a leader that ended a session it had welcomed before trying another address',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const leader = await endpoints.add('leader', (ws, n) => {
         welcome(ws);
         if (n === 1) ws.close(4001, 'instance reports were lost: say hello again');
       });
       const follower = await endpoints.add('follower', notLeader());
-      connect([leader, follower]);
-      await endpoints.hellosReach(2);
-      assert.deepEqual(endpoints.hellos, ['leader', 'leader']);
+      assert.deepEqual(await hellos([leader, follower], 2), ['leader', 'leader']);
     },
   );
 
@@ -121,7 +124,6 @@ describe('agent session: where it reconnects', () => {
     'comes back once after the leader refused a report, then walks on if it does not welcome it',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const leader = await endpoints.add('leader', (ws, n) => {
         if (n === 1) {
           welcome(ws);
@@ -129,9 +131,7 @@ describe('agent session: where it reconnects', () => {
         } else notLeader()(ws, n);
       });
       const follower = await endpoints.add('follower', welcome);
-      connect([leader, follower]);
-      await endpoints.hellosReach(3);
-      assert.deepEqual(endpoints.hellos, ['leader', 'leader', 'follower']);
+      assert.deepEqual(await hellos([leader, follower], 3), ['leader', 'leader', 'follower']);
     },
   );
 
@@ -139,15 +139,12 @@ describe('agent session: where it reconnects', () => {
     'walks on at once when the link to the leader broke: nothing says it still leads',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const leader = await endpoints.add('leader', (ws) => {
         welcome(ws);
         ws.terminate();
       });
       const next = await endpoints.add('next', welcome);
-      connect([leader, next]);
-      await endpoints.hellosReach(2);
-      assert.deepEqual(endpoints.hellos, ['leader', 'next']);
+      assert.deepEqual(await hellos([leader, next], 2), ['leader', 'next']);
     },
   );
 
@@ -155,15 +152,12 @@ describe('agent session: where it reconnects', () => {
     'walks on after a leader that stepped down closed the session',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const old = await endpoints.add('old', (ws) => {
         welcome(ws);
         ws.close(leaderLeftCloseCode, 'this controller is no longer the leader');
       });
       const next = await endpoints.add('next', welcome);
-      connect([old, next]);
-      await endpoints.hellosReach(2);
-      assert.deepEqual(endpoints.hellos, ['old', 'next']);
+      assert.deepEqual(await hellos([old, next], 2), ['old', 'next']);
     },
   );
 
@@ -171,13 +165,10 @@ describe('agent session: where it reconnects', () => {
     'goes straight to the leader a follower names, past the addresses in between',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const leader = await endpoints.add('leader', welcome);
       const follower = await endpoints.add('follower', notLeader(`${leader}/`));
       const other = await endpoints.add('other', notLeader());
-      connect([follower, other, leader]);
-      await endpoints.hellosReach(2);
-      assert.deepEqual(endpoints.hellos, ['follower', 'leader']);
+      assert.deepEqual(await hellos([follower, other, leader], 2), ['follower', 'leader']);
     },
   );
 
@@ -185,13 +176,10 @@ describe('agent session: where it reconnects', () => {
     'does not follow a follower to an address it was not given: its token goes with it',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const stranger = await endpoints.add('stranger', welcome);
       const follower = await endpoints.add('follower', notLeader(stranger));
       const leader = await endpoints.add('leader', welcome);
-      connect([follower, leader]);
-      await endpoints.hellosReach(2);
-      assert.deepEqual(endpoints.hellos, ['follower', 'leader']);
+      assert.deepEqual(await hellos([follower, leader], 2), ['follower', 'leader']);
     },
   );
 
@@ -199,14 +187,11 @@ describe('agent session: where it reconnects', () => {
     'is not sent back and forth by two followers that name each other',
     { timeout: testTimeoutMs },
     async () => {
-      endpoints = new Endpoints();
       const urls: Record<string, string> = {};
       urls.a = await endpoints.add('a', (ws, n) => notLeader(urls.b)(ws, n));
       urls.b = await endpoints.add('b', (ws, n) => notLeader(urls.a)(ws, n));
       urls.c = await endpoints.add('c', welcome);
-      connect([urls.a, urls.b, urls.c]);
-      await endpoints.hellosReach(3);
-      assert.deepEqual(endpoints.hellos, ['a', 'b', 'c']);
+      assert.deepEqual(await hellos([urls.a, urls.b, urls.c], 3), ['a', 'b', 'c']);
     },
   );
 
@@ -215,14 +200,11 @@ describe('agent session: where it reconnects', () => {
     { timeout: testTimeoutMs },
     async () => {
       // A healed partition: the leader is the second address; the other two name each other.
-      endpoints = new Endpoints();
       const urls: Record<string, string> = {};
       urls.a = await endpoints.add('a', (ws, n) => notLeader(urls.b)(ws, n));
       urls.leader = await endpoints.add('leader', welcome);
       urls.b = await endpoints.add('b', (ws, n) => notLeader(urls.a)(ws, n));
-      connect([urls.a, urls.leader, urls.b]);
-      await endpoints.hellosReach(4);
-      assert.deepEqual(endpoints.hellos, ['a', 'b', 'a', 'leader']);
+      assert.deepEqual(await hellos([urls.a, urls.leader, urls.b], 4), ['a', 'b', 'a', 'leader']);
     },
   );
 });
