@@ -2,6 +2,7 @@
 // phase. Every way out goes through close paths that log a code and a reason, so a hostile or
 // broken client ends its own connection and nothing else (CONVENTIONS.md item 12).
 import type { Socket } from 'node:net';
+import type { LoopPoll } from '../../platform/loop-poll.js';
 import { receiveInSlabs } from '../../platform/slab-receive.js';
 import type { Clock, Logger, TimerHandle } from '../../core/ports.js';
 import { ByteQueue } from './byte-queue.js';
@@ -25,6 +26,7 @@ export interface ConnectionContext {
   readonly counters: NbdCounters;
   readonly logger: Logger;
   readonly clock: Clock;
+  readonly loopPoll: LoopPoll;
   onClosed(connection: NbdConnection): void;
 }
 
@@ -152,6 +154,7 @@ export class NbdConnection {
       limits: this.context.limits,
       counters: this.context.counters,
       logger: this.logger,
+      loopPoll: this.context.loopPoll,
       onViolation: (error) => this.closeFor(error.code, error.message),
       onFinished: () => this.endGracefully(),
     });

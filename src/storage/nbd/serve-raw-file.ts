@@ -1,10 +1,16 @@
 // Serves one raw file over NBD, for benchmarks and tests that want the server in its own process:
 //   node dist/storage/nbd/serve-raw-file.js --file disk.raw --name disk --socket /tmp/nbd.sock
 // (--port N [--host H] for TCP; both may be given; --read-only, --description, --io auto|sync|
-// threadpool as in RawFileDevice). Prints one JSON line {"listening": [...]} on stdout when ready,
-// drains on SIGTERM or SIGINT, and exits 0 once the file is closed.
+// threadpool as in RawFileDevice; --loop-poll-us as in platform/loop-poll.ts, default 50, 0 for
+// none). Prints one JSON line {"listening": [...]} on stdout when ready, drains on SIGTERM or
+// SIGINT, and exits 0 once the file is closed.
 import { parseArgs } from 'node:util';
 import { streamLogger } from '../../platform/logger.js';
+import {
+  LoopPoll,
+  loopPollWindowUsDefault,
+  parseLoopPollWindowUs,
+} from '../../platform/loop-poll.js';
 import { RawFileDevice } from '../raw-file-device.js';
 import type { NbdLimits } from './limits.js';
 import { type NbdAddress, NbdServer } from './server.js';
@@ -20,6 +26,7 @@ const { values } = parseArgs({
     'read-only': { type: 'boolean', default: false },
     io: { type: 'string', default: 'auto' },
     'handshake-timeout-ms': { type: 'string' },
+    'loop-poll-us': { type: 'string', default: String(loopPollWindowUsDefault) },
   },
 });
 
@@ -35,6 +42,10 @@ if (values['handshake-timeout-ms'] !== undefined) {
   Object.assign(limits, { handshakeTimeoutMs: Number(values['handshake-timeout-ms']) });
 }
 
+const loopPoll = new LoopPoll({
+  windowUs: parseLoopPollWindowUs(values['loop-poll-us'], '--loop-poll-us'),
+});
+
 const device = RawFileDevice.open(values.file, { readOnly: values['read-only'], io: values.io });
 const exportName = values.name;
 const server = new NbdServer({
@@ -42,6 +53,7 @@ const server = new NbdServer({
     name === exportName ? { device, description: values.description } : undefined,
   listExports: () => [{ name: exportName, description: values.description }],
   limits,
+  loopPoll,
   logger: streamLogger({ name: 'nbd' }),
 });
 

@@ -3,6 +3,7 @@
 // owner supplies (the volume server plugs in its engine); the server never opens or closes devices.
 import { createServer, type Server, type Socket } from 'node:net';
 import { type Clock, type Logger, silentLogger } from '../../core/ports.js';
+import { type LoopPoll, noLoopPoll } from '../../platform/loop-poll.js';
 import { systemClock } from '../../platform/real-ports.js';
 import { NbdConnection } from './connection.js';
 import { copyCounters, newCounters, type NbdCounters } from './counters.js';
@@ -13,6 +14,11 @@ export interface NbdServerOptions extends NbdExportCatalog {
   readonly limits?: Partial<NbdLimits>;
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /**
+   * Keeps the event loop turning for a short window after replies leave (platform/loop-poll.ts).
+   * Default: none. A process shares one among its servers and links.
+   */
+  readonly loopPoll?: LoopPoll;
 }
 
 /** Where to listen: a unix socket path, or a TCP port (0 picks a free one) on `host`. */
@@ -156,6 +162,7 @@ export class NbdServer {
         counters,
         logger,
         clock: this.clock,
+        loopPoll: this.options.loopPoll ?? noLoopPoll,
         onClosed: (closed) => this.onClosed(closed),
       },
       logger,

@@ -37,13 +37,14 @@ function setup(
       ? new CapableMemoryBlockDevice(deviceOptions)
       : new MemoryBlockDevice(deviceOptions);
   const socket = new FakeSocket();
-  const events = { violations: [] as NbdProtocolError[], finished: 0 };
+  const events = { violations: [] as NbdProtocolError[], finished: 0, pollKicks: 0 };
   const counters = newCounters();
   const transmission = new Transmission(socket as unknown as TransmissionSocket, {
     session: testSession(device, options),
     limits: resolveNbdLimits(options.limits),
     counters,
     logger: silentLogger,
+    loopPoll: { kick: () => events.pollKicks++ },
     onViolation: (error) => events.violations.push(error),
     onFinished: () => events.finished++,
   });
@@ -153,8 +154,8 @@ describe('transmission', () => {
     }
   });
 
-  it('sends the replies of one turn of the event loop in one flush', async () => {
-    const { socket, transmission } = setup({ structured: true });
+  it('sends the replies of one turn of the event loop in one flush, then polls once', async () => {
+    const { socket, transmission, events } = setup({ structured: true });
     const requests = [1, 2, 3, 4, 5].map((handle) =>
       encodeRequest({
         type: handle % 2 === 0 ? P.NBD_CMD_FLUSH : P.NBD_CMD_READ,
@@ -167,6 +168,8 @@ describe('transmission', () => {
     assert.equal(parseReplies(socket.bytes(), new Map()).length, 5);
     assert.equal(socket.flushes, 1);
     assert.equal(socket.corked, 0);
+    // The loop keeps turning after the batch leaves: the client's next request is near.
+    assert.equal(events.pollKicks, 1);
   });
 
   it('stops reading at inFlightRequestsMax and resumes as requests finish', async () => {

@@ -4,6 +4,7 @@
 // in one turn of the event loop leaves in one writev, read data included without a copy.
 import type { Socket } from 'node:net';
 import type { Logger } from '../../core/ports.js';
+import type { LoopPoll } from '../../platform/loop-poll.js';
 import type { Extent, WriteOptions, WriteZeroesOptions } from '../block-device.js';
 import { countOp, type NbdCounters } from './counters.js';
 import { errorReplyFor, type NbdProtocolError } from './errors.js';
@@ -33,6 +34,8 @@ export interface TransmissionContext {
   readonly limits: NbdLimits;
   readonly counters: NbdCounters;
   readonly logger: Logger;
+  /** Kicked after each batch of replies leaves: the client's next request is likely near. */
+  readonly loopPoll: Pick<LoopPoll, 'kick'>;
   /** The client broke the protocol; the connection logs it and closes at once. */
   onViolation(error: NbdProtocolError): void;
   /** After NBD_CMD_DISC or a drain: every reply is queued, the connection may close. */
@@ -67,6 +70,7 @@ export class Transmission {
   private readonly flushReplies = (): void => {
     this.corked = false;
     this.socket.uncork();
+    this.context.loopPoll.kick();
   };
 
   constructor(socket: TransmissionSocket, context: TransmissionContext) {
