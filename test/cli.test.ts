@@ -180,3 +180,36 @@ describe('continuum controller options', () => {
     );
   });
 });
+
+describe('continuum volume serve and agent options', () => {
+  it('refuses a loop poll window outside 0-1000 us, naming the flag, before starting', async () => {
+    const attempts = [
+      {
+        args: ['volume', 'serve', '--node', 'x', '--loop-poll-us', '2000'],
+        flag: '--loop-poll-us',
+        got: '2000',
+      },
+      {
+        args: ['agent', '--name', 'x', '--volume-loop-poll-us', '5us'],
+        flag: '--volume-loop-poll-us',
+        got: '"5us"',
+      },
+    ];
+    for (const { args, flag, got } of attempts) {
+      const refused = await run(process.execPath, [
+        cliPath,
+        ...args,
+        '--data-dir',
+        '/nonexistent/continuum-never-created',
+      ]).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      assert.equal(refused.code, 1);
+      assert.equal(
+        refused.stderr,
+        `error: ${flag}: expected a whole number of microseconds from 0 to 1000, got ${got}\n`,
+      );
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { pathOnNode, type Capacity, type NodeRole } from '../core/spec.js';
 import type { Logger } from '../core/ports.js';
 import { agentProtocolVersion } from '../core/protocol.js';
+import { checkLoopPollWindowUs } from '../platform/loop-poll.js';
 import { systemClock } from '../platform/real-ports.js';
 import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
 import { AgentCore, type AgentHost } from './agent.js';
@@ -47,6 +48,8 @@ export interface AgentDaemonOptions {
    * announced to the controller with this node's `address`.
    */
   replicationListen?: string;
+  /** The volume server's `--loop-poll-us` (platform/loop-poll.ts; default: the server's own). */
+  volumeLoopPollUs?: number;
   /** See AgentCoreOptions.fenceTimeoutMs (self-fence.ts). */
   fenceTimeoutMs?: number;
   /** Serve Prometheus metrics at http://<this>/metrics, "host:port" (default: not at all). */
@@ -79,7 +82,7 @@ function freePort(host: string): Promise<number> {
 function startVolumeServer(
   node: string,
   dataDir: string,
-  options: { replicationListen: string },
+  options: { replicationListen: string; loopPollUs?: number },
 ): { exited(): boolean } {
   const built = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const cli = existsSync(built)
@@ -98,6 +101,7 @@ function startVolumeServer(
       dataDir,
       '--replication-listen',
       options.replicationListen,
+      ...(options.loopPollUs === undefined ? [] : ['--loop-poll-us', String(options.loopPollUs)]),
       '--ignore-interrupt',
     ],
     { stdio: ['ignore', log, log] },
@@ -171,13 +175,18 @@ export async function startAgent(input: AgentDaemonOptions): Promise<RunningAgen
   const replicationListen = options.replicationListen ?? agentReplicationListenDefault;
   parseListenAddress(replicationListen); // A bad value fails here, not in the spawned server.
   if (options.metricsListen !== undefined) parseMetricsListen(options.metricsListen);
+  const loopPoll =
+    options.volumeLoopPollUs === undefined
+      ? {}
+      : { loopPollUs: checkLoopPollWindowUs(options.volumeLoopPollUs, 'volumeLoopPollUs') };
   // The volume server runs as its own process in this agent's process group: it outlives an agent
   // restart (mounts stay up), and goes down with the group when the node does.
   const volumes = await VolumeServerClient.connect({
     dataDir: options.dataDir,
     logger: options.logger,
     clock: systemClock,
-    startServer: () => startVolumeServer(options.node, options.dataDir, { replicationListen }),
+    startServer: () =>
+      startVolumeServer(options.node, options.dataDir, { replicationListen, ...loopPoll }),
   });
   // Said once at start, so an operator sees why a volume workload would be refused here.
   const detection = await detectAttachMethods();

@@ -10,6 +10,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dirname } from 'node:path';
 import { ContinuumError } from '../core/errors.js';
 import type { Clock, Logger } from '../core/ports.js';
+import type { LoopPoll } from '../platform/loop-poll.js';
 import { DutyRunner } from '../storage/replication/duty-runner.js';
 import { FileReplicationStateStore } from '../storage/replication/file-state-store.js';
 import { replicationLimits } from '../storage/replication/limits.js';
@@ -46,6 +47,13 @@ export interface VolumeReplicationOptions {
   /** The volume store's root: each volume's replication state lives under it. */
   storeRoot: string;
   listen: { host: string; port: number };
+  /**
+   * Kept turning after a primary's links send, for the replicas' acks (platform/loop-poll.ts).
+   * A replica's links do not kick it: its next frame waits for the client's whole round trip,
+   * and a replica spinning meanwhile takes the CPU that the primary and the client need where
+   * they share cores (3 copies on 2 vCPUs: depth-1 p50 261 us with it, 185-212 us without).
+   */
+  loopPoll?: LoopPoll;
   /** The local copy, created empty at `sizeBytes` when missing (the server's open device). */
   device(volume: string, sizeBytes: number): Promise<ReplicableDevice>;
 }
@@ -81,7 +89,11 @@ export class VolumeReplication {
           { volume },
         ),
       connect: (target) =>
-        connectLink(target, { connectTimeoutMs: replicationConnectTimeoutMs, logger }),
+        connectLink(target, {
+          connectTimeoutMs: replicationConnectTimeoutMs,
+          logger,
+          loopPoll: options.loopPoll,
+        }),
       report: (report) => this.queueReport(report),
       primaryChanged: (volume, handle) =>
         logger.log('info', handle === undefined ? 'primary closed' : 'primary open', { volume }),

@@ -16,6 +16,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContinuumError } from '../core/errors.js';
 import type { Logger } from '../core/ports.js';
+import { LoopPoll, loopPollWindowUsDefault } from '../platform/loop-poll.js';
 import { systemClock } from '../platform/real-ports.js';
 import type { VolumeInfo, VolumeRequest, VolumeResult, VolumeService } from '../core/volumes.js';
 import type { NbdTarget } from '../storage/attach/index.js';
@@ -43,6 +44,11 @@ export interface VolumeServerOptions {
   replicationListen?: { host: string; port: number };
   /** How long `ensure` of a replicated volume waits for this node's primary (default 30 s). */
   ensurePrimaryTimeoutMs?: number;
+  /**
+   * How long the event loop keeps turning after NBD replies or replication frames leave, so the
+   * answer finds it awake (platform/loop-poll.ts; default loopPollWindowUsDefault, 0 for never).
+   */
+  loopPollWindowUs?: number;
 }
 
 /** What `ensure` needs to know of the volume a starting instance mounts. */
@@ -69,7 +75,12 @@ export class VolumeServer implements VolumeService, VolumeProvider {
     private readonly options: VolumeServerOptions,
   ) {
     this.socketPath = join(options.dataDir, 'run', 'nbd.sock');
+    // One poll for the process: the NBD server and the primaries' links kick the same loop.
+    const loopPoll = new LoopPoll({
+      windowUs: options.loopPollWindowUs ?? loopPollWindowUsDefault,
+    });
     this.replication = new VolumeReplication({
+      loopPoll,
       node: options.node,
       logger: options.logger,
       clock: systemClock,
@@ -85,6 +96,7 @@ export class VolumeServer implements VolumeService, VolumeProvider {
           .sort()
           .map((name) => ({ name })),
       logger: options.logger,
+      loopPoll,
       ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
     });
     this.jobs = new VolumeJobServer(

@@ -17,6 +17,7 @@ import {
 import { etcdPrefixDefault, startControllerServer } from '../controller/server.js';
 import { runRedirector } from '../redirector/main.js';
 import { streamLogger } from '../platform/logger.js';
+import { loopPollWindowUsDefault, parseLoopPollWindowUs } from '../platform/loop-poll.js';
 import { parseMetricsListen } from '../platform/metrics-listener.js';
 import { readToken } from '../platform/tokens.js';
 import { continuumHome, defaultControllerUrl } from './paths.js';
@@ -180,6 +181,12 @@ export function addDaemonCommands(program: Command): void {
       agentReplicationListenDefault,
     )
     .option(
+      '--volume-loop-poll-us <us>',
+      "how long this node's volume server keeps its event loop turning after replies leave " +
+        `(its --loop-poll-us; default ${loopPollWindowUsDefault}, 0: never)`,
+      (value: string) => parseLoopPollWindowUs(value, '--volume-loop-poll-us'),
+    )
+    .option(
       '--fence-timeout-ms <ms>',
       'cut off from the controller this long while a replicated volume here holds writes, ' +
         'the agent fences it and stops its instance',
@@ -208,6 +215,7 @@ export function addDaemonCommands(program: Command): void {
         dataDir?: string;
         controller: string;
         replicationListen: string;
+        volumeLoopPollUs?: number;
         fenceTimeoutMs: number;
         metricsListen?: string;
         tokenFile: string;
@@ -230,6 +238,9 @@ export function addDaemonCommands(program: Command): void {
           token: readToken(opts.tokenFile),
           logger,
           replicationListen: opts.replicationListen,
+          ...(opts.volumeLoopPollUs === undefined
+            ? {}
+            : { volumeLoopPollUs: opts.volumeLoopPollUs }),
           fenceTimeoutMs: opts.fenceTimeoutMs,
           ...(opts.metricsListen === undefined ? {} : { metricsListen: opts.metricsListen }),
         });

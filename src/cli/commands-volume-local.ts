@@ -9,6 +9,7 @@ import { submitVolumeJob, type VolumeJob } from '../agent/volume-jobs.js';
 import { VolumeServer } from '../agent/volume-server.js';
 import { parseListenAddress, replicationListenDefault } from '../agent/volume-replication.js';
 import { streamLogger } from '../platform/logger.js';
+import { loopPollWindowUsDefault, parseLoopPollWindowUs } from '../platform/loop-poll.js';
 import type { ImageInfo, ImportResult, ScrubReport } from '../storage/engine/index.js';
 import type { ExportResult } from '../storage/engine/index.js';
 import { outputOption, print } from './client-options.js';
@@ -71,6 +72,13 @@ export function addLocalVolumeCommands(volume: Command): void {
       replicationListenDefault,
     )
     .option(
+      '--loop-poll-us <us>',
+      'keep the event loop turning this long after replies and replication frames leave, so ' +
+        'the answer finds it awake (0: never)',
+      (value: string) => parseLoopPollWindowUs(value, '--loop-poll-us'),
+      loopPollWindowUsDefault,
+    )
+    .option(
       '--ignore-interrupt',
       "keep running on SIGINT and SIGHUP (how the agent starts it: Ctrl-C at the agent's terminal leaves mounts up)",
     )
@@ -79,6 +87,7 @@ export function addLocalVolumeCommands(volume: Command): void {
         node: string;
         dataDir?: string;
         replicationListen: { host: string; port: number };
+        loopPollUs: number;
         ignoreInterrupt?: boolean;
       }) => {
         const dataDir = resolve(opts.dataDir ?? join(continuumHome(), 'nodes', opts.node));
@@ -88,6 +97,7 @@ export function addLocalVolumeCommands(volume: Command): void {
           dataDir,
           logger,
           replicationListen: opts.replicationListen,
+          loopPollWindowUs: opts.loopPollUs,
         });
         const pidFile = join(dataDir, 'run', 'volume-server.pid');
         writeFileSync(pidFile, `${process.pid}\n`);

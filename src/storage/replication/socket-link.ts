@@ -7,6 +7,7 @@
 // replica's node.
 import type { Socket } from 'node:net';
 import { type Logger, silentLogger } from '../../core/ports.js';
+import { type LoopPoll, noLoopPoll } from '../../platform/loop-poll.js';
 import type { ReplicationLink } from './types.js';
 import { encode, replicationMessageBytesMax, type ReplicationMessage } from './wire.js';
 import { FrameDecoder } from './wire-decode.js';
@@ -41,6 +42,11 @@ export interface SocketLinkOptions {
    * gathers the frames of one batch of client requests without waiting for the rest of the turn.
    */
   readonly sendBatch?: 'check' | 'microtask';
+  /**
+   * Kicked after each batch of frames leaves, so that the loop is awake for the peer's answer
+   * (platform/loop-poll.ts). Default: none.
+   */
+  readonly loopPoll?: Pick<LoopPoll, 'kick'>;
   /**
    * The decoder that already read the start of the stream (the listener's, which read REPL_OPEN),
    * with the messages it decoded after that frame: the link continues from exactly there.
@@ -78,9 +84,11 @@ export class SocketLink implements ReplicationLink {
   /** Frames sent in one batch wait behind cork() until the uncork queued by the first runs. */
   private corked = false;
   private readonly sendBatch: 'check' | 'microtask';
+  private readonly loopPoll: Pick<LoopPoll, 'kick'>;
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
+    this.loopPoll.kick();
   };
 
   constructor(
@@ -94,6 +102,7 @@ export class SocketLink implements ReplicationLink {
     );
     this.messageBytesMax = options.messageBytesMax ?? replicationMessageBytesMax;
     this.sendBatch = options.sendBatch ?? 'check';
+    this.loopPoll = options.loopPoll ?? noLoopPoll;
     this.decoder =
       options.continueFrom?.decoder ?? new FrameDecoder({ messageBytesMax: this.messageBytesMax });
     this.held.push(...(options.continueFrom?.messages ?? []));

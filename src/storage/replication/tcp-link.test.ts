@@ -170,7 +170,7 @@ describe('SocketLink and ReplicationListener over loopback TCP', () => {
     assert.match(fromPrimary.reason!, /node-a \(127\.0\.0\.1:\d+\) closed the connection$/);
   });
 
-  it('sends the frames of one turn in one writev: at once after it (microtask) or at its end (check)', async (t) => {
+  it('sends the frames of one turn in one writev: at once after it (microtask) or at its end (check), then polls', async (t) => {
     const server = createServer((socket) => socket.resume());
     server.listen(0, host);
     await once(server, 'listening');
@@ -180,7 +180,8 @@ describe('SocketLink and ReplicationListener over loopback TCP', () => {
       const socket = connect({ host, port });
       t.after(() => socket.destroy());
       await once(socket, 'connect');
-      const link = new SocketLink(socket, { sendBatch });
+      let pollKicks = 0;
+      const link = new SocketLink(socket, { sendBatch, loopPoll: { kick: () => pollKicks++ } });
       const writes = { writev: 0, write: 0 };
       // Writable's own hooks: a corked batch reaches _writev at once, a lone frame _write.
       const hooks = socket as unknown as Record<'_writev' | '_write', (...args: unknown[]) => void>;
@@ -200,6 +201,8 @@ describe('SocketLink and ReplicationListener over loopback TCP', () => {
       if (sendBatch === 'microtask') assert.equal(afterMicrotask, 0, 'sent before later reactions');
       else assert.ok(afterMicrotask > 0, 'check: still held after the promise reactions');
       assert.deepEqual(writes, { writev: 1, write: 0 }, `${sendBatch}: three frames, one writev`);
+      // The loop is kept awake once per batch, for the peer's answer to it.
+      assert.equal(pollKicks, 1, `${sendBatch}: one kick for the batch`);
       link.destroy('test over');
     }
   });

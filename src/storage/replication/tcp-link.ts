@@ -38,6 +38,7 @@ export interface ConnectLinkOptions {
   readonly logger: Logger;
   readonly queuedBytesMax?: number;
   readonly messageBytesMax?: number;
+  readonly loopPoll?: SocketLinkOptions['loopPoll'];
 }
 
 /**
@@ -66,6 +67,7 @@ export function connectLink(
     queuedBytesMax: options.queuedBytesMax,
     messageBytesMax: options.messageBytesMax,
     sendBatch: 'microtask',
+    loopPoll: options.loopPoll,
   });
 }
 
