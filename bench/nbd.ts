@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import { formatNbdBench } from './nbd-format.js';
 import { hostIdle } from './host-idle.js';
 
-export type ServerName = 'continuum' | 'qemu-nbd' | 'nbdkit' | 'continuum-threadpool';
+export type ServerName =
+  'continuum' | 'qemu-nbd' | 'nbdkit' | 'continuum-threadpool' | 'continuum-nopoll';
 export interface NbdBenchOptions {
   /** Length of each fio run. */
   seconds: number;
@@ -187,7 +188,12 @@ async function startServer(
     command = process.execPath;
     const listen = transport === 'unix' ? ['--socket', sock] : ['--port', String(port)];
     const io = name === 'continuum-threadpool' ? 'threadpool' : 'sync';
-    args = [...ourServerCommand(options), '--file', file, '--name', 'disk', '--io', io, ...listen];
+    // Without the loop poll (platform/loop-poll.ts), to show what it changes in the same run.
+    const poll = name === 'continuum-nopoll' ? ['--loop-poll-us', '0'] : [];
+    args = [
+      ...ourServerCommand(options),
+      ...['--file', file, '--name', 'disk', '--io', io, ...poll, ...listen],
+    ];
   }
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'], cwd: repoRoot });
   started.add(child);
@@ -415,6 +421,7 @@ function settings(options: NbdBenchOptions, servers: ServerName[]): Record<strin
       continuum:
         'node dist/storage/nbd/serve-raw-file.js --file FILE --name disk --io sync (--socket SOCK | --port PORT)',
       'continuum-threadpool': 'the same with --io threadpool',
+      'continuum-nopoll': 'the same with --loop-poll-us 0 (continuum polls 50 us by default)',
     },
     versions: {
       node: process.version,
@@ -450,7 +457,13 @@ function ratios(rows: NbdBenchRow[]): NbdRatio[] {
 }
 
 export function parseNbdServers(text: string): ServerName[] {
-  const known: ServerName[] = ['continuum', 'qemu-nbd', 'nbdkit', 'continuum-threadpool'];
+  const known: ServerName[] = [
+    'continuum',
+    'qemu-nbd',
+    'nbdkit',
+    'continuum-threadpool',
+    'continuum-nopoll',
+  ];
   const names = text.split(',').map((name) => name.trim()) as ServerName[];
   for (const name of names) {
     if (!known.includes(name))

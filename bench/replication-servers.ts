@@ -28,6 +28,8 @@ export class VolumeServerProcess {
     private readonly registry: Set<VolumeServerProcess>,
     /** The data directory of the next start (a fresh one makes a replica with an empty disk). */
     public dataDir: string,
+    /** More `volume serve` options, the same at every start. */
+    private readonly serveArgs: readonly string[] = [],
   ) {}
 
   /** Where primaries reach this node's replicas, as duties name it. */
@@ -60,7 +62,7 @@ export class VolumeServerProcess {
     const args = ['volume', 'serve', '--node', this.node, '--data-dir', this.dataDir];
     const child = spawn(
       process.execPath,
-      [cliPath, ...args, '--replication-listen', this.address],
+      [cliPath, ...args, '--replication-listen', this.address, ...this.serveArgs],
       { cwd: repoRoot, stdio: ['ignore', log, log] },
     );
     closeSync(log);
@@ -116,14 +118,18 @@ export class ServerGroup {
   private readonly started = new Set<VolumeServerProcess>();
   private readonly killAll = () => this.started.forEach((server) => server.killNow());
 
-  constructor(private readonly dir: string) {
+  constructor(
+    private readonly dir: string,
+    /** More `volume serve` options for every server of the group. */
+    private readonly serveArgs: readonly string[] = [],
+  ) {
     process.on('exit', this.killAll);
   }
 
   /** A server for `node` on a free loopback port, with its data under the group's directory. */
   async add(node: string): Promise<VolumeServerProcess> {
     const port = await freePort();
-    return new VolumeServerProcess(node, port, this.started, join(this.dir, node));
+    return new VolumeServerProcess(node, port, this.started, join(this.dir, node), this.serveArgs);
   }
 
   async close(): Promise<void> {

@@ -52,6 +52,8 @@ export interface ThroughputOptions {
   jobs: string[];
   /** Where the cases keep their data directories. */
   dir: string;
+  /** The servers' `--loop-poll-us` (their default when absent). */
+  loopPollUs?: number;
 }
 
 export interface ThroughputRow {
@@ -143,7 +145,8 @@ export async function benchThroughput(options: ThroughputOptions): Promise<Throu
 /** Starts the servers of one case, opens its volume and writes it once. */
 async function startCase(copies: number, options: ThroughputOptions): Promise<RunningCase> {
   const dir = join(options.dir, `copies-${copies}`);
-  const group = new ServerGroup(dir);
+  const poll = options.loopPollUs === undefined ? [] : ['--loop-poll-us', `${options.loopPollUs}`];
+  const group = new ServerGroup(dir, poll);
   let reports: ReportLog | undefined;
   try {
     const servers: VolumeServerProcess[] = [];

@@ -8,11 +8,13 @@
 // under one temporary directory that is removed at the end, also on failure. Figures only:
 // nothing here asserts (CONVENTIONS.md item 19). Run alone:
 // node --import tsx bench/replication.ts [--repl-seconds 5] [--repl-rounds 1] [--resync-gib 4]
+//   [--loop-poll-us N]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseLoopPollWindowUs } from '../src/platform/loop-poll.js';
 import { hostIdle } from './host-idle.js';
 import { hasTool, version } from './nbd.js';
 import { formatReplicationBench } from './replication-format.js';
@@ -50,6 +52,8 @@ export interface ReplicationBenchOptions {
   /** Size of the resync volume; 0 skips the resync part. */
   resyncGiB: number;
   changedPercent: number;
+  /** The volume servers' `--loop-poll-us` in the throughput part (their default when absent). */
+  loopPollUs?: number;
 }
 
 export const replicationBenchDefaults: ReplicationBenchOptions = Object.freeze({
@@ -188,6 +192,7 @@ async function main(): Promise<void> {
       'repl-seconds': { type: 'string', default: String(replicationBenchDefaults.seconds) },
       'repl-rounds': { type: 'string', default: String(replicationBenchDefaults.rounds) },
       'resync-gib': { type: 'string', default: String(replicationBenchDefaults.resyncGiB) },
+      'loop-poll-us': { type: 'string' },
     },
   });
   const result = await benchReplication(
@@ -195,6 +200,7 @@ async function main(): Promise<void> {
       seconds: values['repl-seconds'],
       rounds: values['repl-rounds'],
       resyncGiB: values['resync-gib'],
+      loopPollUs: values['loop-poll-us'],
     }),
   );
   process.stdout.write(formatReplicationBench(result));
@@ -206,6 +212,7 @@ export function parseReplicationOptions(text: {
   seconds: string;
   rounds: string;
   resyncGiB: string;
+  loopPollUs?: string | undefined;
 }): ReplicationBenchOptions {
   const whole = (flag: string, value: string, min: number) => {
     const number = Number(value);
@@ -218,6 +225,9 @@ export function parseReplicationOptions(text: {
     seconds: whole('--repl-seconds', text.seconds, 0),
     rounds: whole('--repl-rounds', text.rounds, 1),
     resyncGiB: whole('--resync-gib', text.resyncGiB, 0),
+    ...(text.loopPollUs === undefined
+      ? {}
+      : { loopPollUs: parseLoopPollWindowUs(text.loopPollUs, '--loop-poll-us') }),
   };
 }
 
