@@ -156,23 +156,30 @@ describe('continuum CLI', () => {
   });
 });
 
+/** Runs the CLI with `args` in a data directory that cannot exist; its exit code and stderr. */
+async function startRefused(args: string[]): Promise<{ code: number; stderr: string }> {
+  return run(process.execPath, [
+    cliPath,
+    ...args,
+    '--data-dir',
+    '/nonexistent/continuum-never-created',
+  ]).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+}
+
 describe('continuum controller options', () => {
   it('refuses detection timings that do not fit together, naming the options, before starting', async () => {
-    const refused = await run(process.execPath, [
-      cliPath,
+    const refused = await startRefused([
       'controller',
       '--port',
       '0',
-      '--data-dir',
-      '/nonexistent/continuum-never-created',
       '--suspect-after-ms',
       '900',
       '--down-after-ms',
       '800',
-    ]).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
-    );
+    ]);
     assert.equal(refused.code, 1);
     assert.match(
       refused.stderr,
@@ -196,15 +203,7 @@ describe('continuum volume serve and agent options', () => {
       },
     ];
     for (const { args, flag, got } of attempts) {
-      const refused = await run(process.execPath, [
-        cliPath,
-        ...args,
-        '--data-dir',
-        '/nonexistent/continuum-never-created',
-      ]).then(
-        () => ({ code: 0, stderr: '' }),
-        (err: { code: number; stderr: string }) => err,
-      );
+      const refused = await startRefused(args);
       assert.equal(refused.code, 1);
       assert.equal(
         refused.stderr,
