@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LoopPoll, loopPollWindowUsMax } from './loop-poll.js';
+import { LoopPoll, loopPollBatchMessagesMax, loopPollWindowUsMax } from './loop-poll.js';
 
 /** Lets the loop run `count` check phases (each one runs the poll's step once if it is turning). */
 async function turns(count: number): Promise<void> {
@@ -12,7 +12,7 @@ describe('LoopPoll', () => {
     let nowMs = 1000;
     const poll = new LoopPoll({ windowUs: 50, nowMs: () => nowMs });
     assert.equal(poll.active, false);
-    poll.kick();
+    poll.kick(1);
     assert.equal(poll.active, true);
     await turns(5);
     assert.equal(poll.active, true, 'the window has not passed');
@@ -20,7 +20,7 @@ describe('LoopPoll', () => {
     assert.ok(turnsInWindow >= 4, `${turnsInWindow} turns in 5 check phases`);
 
     nowMs += 0.03;
-    poll.kick(); // a second reply 30 us later: the window now ends at 1000.08 ms
+    poll.kick(1); // a second reply 30 us later: the window now ends at 1000.08 ms
     nowMs += 0.04;
     await turns(3);
     assert.equal(poll.active, true, 'the second kick extended the window');
@@ -36,15 +36,27 @@ describe('LoopPoll', () => {
   it('turns the loop on its own clock and stops by itself', async () => {
     const poll = new LoopPoll({ windowUs: 200 });
     const startMs = performance.now();
-    poll.kick();
+    poll.kick(1);
     while (poll.active) await turns(1);
     const elapsedMs = performance.now() - startMs;
     assert.ok(elapsedMs >= 0.2, `the poll ended after ${elapsedMs} ms, before its window`);
   });
 
+  it('does not poll after a batch larger than loopPollBatchMessagesMax', async () => {
+    let nowMs = 0;
+    const poll = new LoopPoll({ windowUs: 50, nowMs: () => nowMs });
+    poll.kick(loopPollBatchMessagesMax + 1);
+    assert.equal(poll.active, false, 'a busy peer: its next requests are coming anyway');
+    poll.kick(loopPollBatchMessagesMax);
+    assert.equal(poll.active, true);
+    nowMs = 1;
+    await turns(2);
+    assert.equal(poll.active, false);
+  });
+
   it('does nothing with a window of 0', async () => {
     const poll = new LoopPoll({ windowUs: 0 });
-    poll.kick();
+    poll.kick(1);
     assert.equal(poll.active, false);
     await turns(2);
     assert.equal(poll.turns, 0);

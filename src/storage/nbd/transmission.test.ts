@@ -37,14 +37,14 @@ function setup(
       ? new CapableMemoryBlockDevice(deviceOptions)
       : new MemoryBlockDevice(deviceOptions);
   const socket = new FakeSocket();
-  const events = { violations: [] as NbdProtocolError[], finished: 0, pollKicks: 0 };
+  const events = { violations: [] as NbdProtocolError[], finished: 0, pollKicks: [] as number[] };
   const counters = newCounters();
   const transmission = new Transmission(socket as unknown as TransmissionSocket, {
     session: testSession(device, options),
     limits: resolveNbdLimits(options.limits),
     counters,
     logger: silentLogger,
-    loopPoll: { kick: () => events.pollKicks++ },
+    loopPoll: { kick: (batchReplies) => events.pollKicks.push(batchReplies) },
     onViolation: (error) => events.violations.push(error),
     onFinished: () => events.finished++,
   });
@@ -168,8 +168,12 @@ describe('transmission', () => {
     assert.equal(parseReplies(socket.bytes(), new Map()).length, 5);
     assert.equal(socket.flushes, 1);
     assert.equal(socket.corked, 0);
-    // The loop keeps turning after the batch leaves: the client's next request is near.
-    assert.equal(events.pollKicks, 1);
+    // The poll hears of the batch once, with its size (five replies: it will not turn).
+    assert.deepEqual(events.pollKicks, [5]);
+    // A lone read (header and data): a batch of one, after which the loop polls.
+    transmission.consume(encodeRequest({ type: P.NBD_CMD_READ, handle: 6, length: 100 }));
+    await settle();
+    assert.deepEqual(events.pollKicks, [5, 1]);
   });
 
   it('stops reading at inFlightRequestsMax and resumes as requests finish', async () => {

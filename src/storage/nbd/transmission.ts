@@ -67,10 +67,12 @@ export class Transmission {
   private finished = false;
   /** Replies are being collected behind cork() until the flush queued with nextTick runs. */
   private corked = false;
+  /** Replies queued behind the cork: the loop polls after small batches only (loop-poll.ts). */
+  private batchReplies = 0;
   private readonly flushReplies = (): void => {
     this.corked = false;
     this.socket.uncork();
-    this.context.loopPoll.kick();
+    this.context.loopPoll.kick(this.batchReplies);
   };
 
   constructor(socket: TransmissionSocket, context: TransmissionContext) {
@@ -216,14 +218,19 @@ export class Transmission {
     this.socket.resume();
   }
 
-  /** Queues one reply buffer; the first in a turn corks the socket and schedules the flush. */
-  private send(bytes: Buffer, sent?: () => void): void {
+  /**
+   * Queues one reply buffer (`startsReply` false: the data after a read's header); the first in a
+   * turn corks the socket and schedules the flush.
+   */
+  private send(bytes: Buffer, sent?: () => void, startsReply = true): void {
     if (!this.corked) {
       this.corked = true;
+      this.batchReplies = 0;
       this.socket.cork();
       // After the microtasks of this turn: every reply they produce joins the same writev.
       process.nextTick(this.flushReplies);
     }
+    if (startsReply) this.batchReplies++;
     this.socket.write(bytes, sent);
   }
 
@@ -254,9 +261,9 @@ export class Transmission {
         ? encodeReadChunkHeader(request, request.offset, data.length)
         : encodeSimpleReply(request, 0),
     );
-    if (!pooled) return this.send(data);
+    if (!pooled) return this.send(data, undefined, false);
     // The one closure per request on this path: it hands the buffer back after the writev.
-    this.send(data, () => givePayloadBuffer(data));
+    this.send(data, () => givePayloadBuffer(data), false);
   }
 
   private replyBlockStatus(request: Request, extents: readonly Extent[]): void {

@@ -85,10 +85,12 @@ export class SocketLink implements ReplicationLink {
   private corked = false;
   private readonly sendBatch: 'check' | 'microtask';
   private readonly loopPoll: Pick<LoopPoll, 'kick'>;
+  /** Messages in the batch behind the cork: the loop polls after small batches only. */
+  private batchMessages = 0;
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
-    this.loopPoll.kick();
+    this.loopPoll.kick(this.batchMessages);
   };
 
   constructor(
@@ -155,10 +157,12 @@ export class SocketLink implements ReplicationLink {
     // after each finished write's callback: one ack each.)
     if (!this.corked) {
       this.corked = true;
+      this.batchMessages = 0;
       this.socket.cork();
       if (this.sendBatch === 'check') setImmediate(this.uncork);
       else queueMicrotask(this.uncork);
     }
+    this.batchMessages++;
     for (const part of parts) this.socket.write(part);
   }
 
