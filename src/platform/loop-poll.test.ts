@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LoopPoll, loopPollBatchMessagesMax, loopPollWindowUsMax } from './loop-poll.js';
+import {
+  LoopPoll,
+  loopPollBatchMessagesMax,
+  loopPollHoldUsMax,
+  loopPollWindowUsMax,
+} from './loop-poll.js';
 
 /** Lets the loop run `count` check phases (each one runs the poll's step once if it is turning). */
 async function turns(count: number): Promise<void> {
@@ -54,9 +59,42 @@ describe('LoopPoll', () => {
     assert.equal(poll.active, false);
   });
 
+  it('keeps turning past the window while a hold lasts, until it is released', async () => {
+    let nowMs = 0;
+    const poll = new LoopPoll({ windowUs: 50, nowMs: () => nowMs });
+    const held = poll.hold(1);
+    assert.equal(held, true);
+    assert.equal(poll.active, true);
+    nowMs += 0.2; // 200 us: past the window, within the hold
+    await turns(3);
+    assert.equal(poll.active, true, 'the work handed off has not completed');
+    poll.release(held);
+    assert.equal(poll.holding, 0);
+    await turns(3);
+    assert.equal(poll.active, false, 'released, and the window passed long ago');
+  });
+
+  it('gives a hold up after loopPollHoldUsMax, and does not hold for a busy peer', async () => {
+    let nowMs = 0;
+    const poll = new LoopPoll({ windowUs: 50, nowMs: () => nowMs });
+    assert.equal(poll.hold(loopPollBatchMessagesMax + 1), false, 'its next requests are coming');
+    assert.equal(poll.active, false);
+    const held = poll.hold(loopPollBatchMessagesMax);
+    nowMs += (loopPollHoldUsMax - 1) / 1000;
+    await turns(2);
+    assert.equal(poll.active, true);
+    nowMs += 2 / 1000;
+    await turns(2);
+    assert.equal(poll.active, false, 'the work takes longer: the loop may sleep until it ends');
+    poll.release(held);
+    poll.release(false);
+    assert.equal(poll.holding, 0, 'a release of a hold that was refused counts nothing');
+  });
+
   it('does nothing with a window of 0', async () => {
     const poll = new LoopPoll({ windowUs: 0 });
     poll.kick(1);
+    assert.equal(poll.hold(1), false);
     assert.equal(poll.active, false);
     await turns(2);
     assert.equal(poll.turns, 0);

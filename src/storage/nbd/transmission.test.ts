@@ -37,14 +37,28 @@ function setup(
       ? new CapableMemoryBlockDevice(deviceOptions)
       : new MemoryBlockDevice(deviceOptions);
   const socket = new FakeSocket();
-  const events = { violations: [] as NbdProtocolError[], finished: 0, pollKicks: [] as number[] };
+  const events = {
+    violations: [] as NbdProtocolError[],
+    finished: 0,
+    pollKicks: [] as number[],
+    /** Requests in flight at each hold, and what each release got back. */
+    pollHolds: [] as number[],
+    pollReleases: [] as boolean[],
+  };
   const counters = newCounters();
   const transmission = new Transmission(socket as unknown as TransmissionSocket, {
     session: testSession(device, options),
     limits: resolveNbdLimits(options.limits),
     counters,
     logger: silentLogger,
-    loopPoll: { kick: (batchReplies) => events.pollKicks.push(batchReplies) },
+    loopPoll: {
+      kick: (batchReplies) => events.pollKicks.push(batchReplies),
+      hold: (requestsInFlight) => {
+        events.pollHolds.push(requestsInFlight);
+        return requestsInFlight !== 2; // Answers differ, so each release shows which it got.
+      },
+      release: (held) => events.pollReleases.push(held),
+    },
     onViolation: (error) => events.violations.push(error),
     onFinished: () => events.finished++,
   });
@@ -174,6 +188,25 @@ describe('transmission', () => {
     transmission.consume(encodeRequest({ type: P.NBD_CMD_READ, handle: 6, length: 100 }));
     await settle();
     assert.deepEqual(events.pollKicks, [5, 1]);
+  });
+
+  it('holds the poll over each device call with the requests in flight, and releases it', async () => {
+    const { device, socket, transmission, events } = setup();
+    device.hold();
+    const requests = [1, 2, 3].map((handle) =>
+      encodeRequest({ type: handle === 2 ? P.NBD_CMD_FLUSH : P.NBD_CMD_READ, handle, length: 8 }),
+    );
+    transmission.consume(Buffer.concat(requests));
+    await until(() => device.held === 3, 'three requests at the device');
+    assert.deepEqual(events.pollHolds, [1, 2, 3], 'each call holds, counting those before it');
+    assert.deepEqual(events.pollReleases, [], 'nothing released while the device works');
+    device.release();
+    const lengths = new Map([
+      [1, 8],
+      [3, 8],
+    ]);
+    await until(() => parseReplies(socket.bytes(), lengths).length === 3, 'three replies');
+    assert.deepEqual(events.pollReleases, [true, false, true], 'each release gets its answer');
   });
 
   it('stops reading at inFlightRequestsMax and resumes as requests finish', async () => {

@@ -34,8 +34,11 @@ export interface TransmissionContext {
   readonly limits: NbdLimits;
   readonly counters: NbdCounters;
   readonly logger: Logger;
-  /** Kicked after each batch of replies leaves: the client's next request is likely near. */
-  readonly loopPoll: Pick<LoopPoll, 'kick'>;
+  /**
+   * Kicked after each batch of replies leaves: the client's next request is likely near. Held
+   * over each device call while few requests are in flight: the call may end in the thread pool.
+   */
+  readonly loopPoll: Pick<LoopPoll, 'kick' | 'hold' | 'release'>;
   /** The client broke the protocol; the connection logs it and closes at once. */
   onViolation(error: NbdProtocolError): void;
   /** After NBD_CMD_DISC or a drain: every reply is queued, the connection may close. */
@@ -130,11 +133,13 @@ export class Transmission {
   private async execute(request: Request): Promise<void> {
     const { session, limits, counters } = this.context;
     const { type, offset, length, flags } = request;
+    let held = false;
     try {
       if (this.draining) return this.replyError(request, P.NBD_ESHUTDOWN, 'server shutting down');
       const refusal = checkRequest(session, limits, request);
       if (refusal !== undefined) return this.replyError(request, refusal.errno, refusal.message);
       const device = session.device;
+      held = this.context.loopPoll.hold(this.inFlight);
       const fua = (flags & P.NBD_CMD_FLAG_FUA) !== 0;
       switch (type) {
         case P.NBD_CMD_READ: {
@@ -190,6 +195,7 @@ export class Transmission {
       }
       this.replyError(request, reply.errno, reply.message);
     } finally {
+      this.context.loopPoll.release(held);
       this.finish(request);
     }
   }
