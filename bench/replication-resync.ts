@@ -18,7 +18,7 @@
 import { join } from 'node:path';
 import type { PrimaryReportMessage } from '../src/core/protocol.js';
 import { replicationLimitsDefault } from '../src/storage/replication/limits.js';
-import { type FioTarget, type Job, runFio } from './nbd.js';
+import { type FioTarget, type Job, runFio } from './fio.js';
 import {
   giveDuties,
   type Membership,

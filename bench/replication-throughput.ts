@@ -6,17 +6,8 @@
 // the engine has already allocated (no first-write allocation in one case and not the other).
 import { dirname, join } from 'node:path';
 import type { PrimaryReportMessage } from '../src/core/protocol.js';
-import {
-  cpuSeconds,
-  type FioTarget,
-  JOBS,
-  type Job,
-  measure,
-  type Measure,
-  median,
-  runFio,
-  syncFileSystemOf,
-} from './nbd.js';
+import { type FioTarget, JOBS, type Job, measure, type Measure, median, runFio } from './fio.js';
+import { cpuSeconds, syncFileSystemOf } from './nbd.js';
 import {
   openReplicatedVolume,
   ReportLog,
