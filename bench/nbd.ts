@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { formatNbdBench } from './nbd-format.js';
 import { JOBS, type Measure, measure, median, runFio } from './fio.js';
 import { hostIdle } from './host-idle.js';
+import { serverProcessEnv } from '../src/platform/malloc-tunables.js';
 
 export type ServerName =
   'continuum' | 'qemu-nbd' | 'nbdkit' | 'continuum-threadpool' | 'continuum-nopoll';
@@ -142,6 +143,7 @@ async function startServer(
     transport === 'unix' ? `nbd+unix:///disk?socket=${sock}` : `nbd://127.0.0.1:${port}/disk`;
   let command: string;
   let args: string[];
+  let env = process.env;
   if (name === 'qemu-nbd') {
     command = 'qemu-nbd';
     const listen = transport === 'unix' ? ['-k', sock] : ['-b', '127.0.0.1', '-p', String(port)];
@@ -171,8 +173,13 @@ async function startServer(
       ...ourServerCommand(options),
       ...['--file', file, '--name', 'disk', '--io', io, ...poll, ...listen],
     ];
+    env = serverProcessEnv(); // The malloc thresholds the agent gives the volume server.
   }
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'], cwd: repoRoot });
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: repoRoot,
+    env,
+  });
   started.add(child);
   await untilAccepting(where, child);
   return { name, child, uri };

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { callVolumeServer, type VolumeControl } from '../src/agent/volume-jobs.js';
 import type { PrimaryReportMessage, VolumeDutyMessage } from '../src/core/protocol.js';
 import { cliPath, freePort, repoRoot, waitFor } from '../test/harness/cluster.js';
+import { serverProcessEnv } from '../src/platform/malloc-tunables.js';
 
 /** How long a volume server may take to answer its first hello (opening its store). */
 export const serverStartTimeoutMs = 30_000;
@@ -63,7 +64,7 @@ export class VolumeServerProcess {
     const child = spawn(
       process.execPath,
       [cliPath, ...args, '--replication-listen', this.address, ...this.serveArgs],
-      { cwd: repoRoot, stdio: ['ignore', log, log] },
+      { cwd: repoRoot, stdio: ['ignore', log, log], env: serverProcessEnv() },
     );
     closeSync(log);
     this.child = child;

@@ -12,12 +12,21 @@
 //   again, and after a failover to that copy every acknowledged key reads back right.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { callVolumeServer } from '../src/agent/volume-jobs.js';
 import { dataFileName } from '../src/demo/kv-service.js';
+import { serverMallocTunables } from '../src/platform/malloc-tunables.js';
 import { TestCluster, waitFor } from './harness/cluster.js';
 import { ReplicatedKv, replicatedKvSkip } from './harness/replicated-kv.js';
 
@@ -41,6 +50,15 @@ describe('resync and ext4 across failover on real processes', { skip }, () => {
     const answer = await callVolumeServer(cluster.nodeDir(node), { op: 'hello' });
     assert.ok(answer !== null, `the volume server of ${node} answers`);
     return helloSchema.parse(answer.result).nbd.bytesWritten;
+  };
+
+  /** The GLIBC_TUNABLES a node's volume server runs with, read from /proc. */
+  const mallocTunablesOf = async (node: string): Promise<string | undefined> => {
+    const answer = await callVolumeServer(cluster.nodeDir(node), { op: 'hello' });
+    assert.ok(answer !== null, `the volume server of ${node} answers`);
+    const { pid } = z.object({ pid: z.number() }).parse(answer.result);
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return environ.find((entry) => entry.startsWith('GLIBC_TUNABLES='))?.slice(15);
   };
 
   /**
@@ -75,6 +93,15 @@ describe('resync and ext4 across failover on real processes', { skip }, () => {
     const before = await cluster.workload('kv');
     const primary = before.node!;
     const replica = nodes.map((n) => n.name).find((n) => n !== primary)!;
+    // The agent starts each volume server with the malloc thresholds (malloc-tunables.ts). glibc
+    // 2.36 parses GLIBC_TUNABLES in place, so /proc may show only the first of them.
+    for (const node of [primary, replica]) {
+      const tunables = await mallocTunablesOf(node);
+      assert.ok(
+        tunables !== undefined && tunables !== '' && serverMallocTunables.startsWith(tunables),
+        `${node}: GLIBC_TUNABLES=${tunables}`,
+      );
+    }
     kv.startWriting('away');
     await kv.waitAcked('keys to flow', 3, 30_000);
 

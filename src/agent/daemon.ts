@@ -12,6 +12,7 @@ import { pathOnNode, type Capacity, type NodeRole } from '../core/spec.js';
 import type { Logger } from '../core/ports.js';
 import { agentProtocolVersion } from '../core/protocol.js';
 import { checkLoopPollWindowUs } from '../platform/loop-poll.js';
+import { serverProcessEnv } from '../platform/malloc-tunables.js';
 import { systemClock } from '../platform/real-ports.js';
 import { describeAttachDetection, detectAttachMethods } from '../storage/attach/index.js';
 import { AgentCore, type AgentHost } from './agent.js';
@@ -104,7 +105,8 @@ function startVolumeServer(
       ...(options.loopPollUs === undefined ? [] : ['--loop-poll-us', String(options.loopPollUs)]),
       '--ignore-interrupt',
     ],
-    { stdio: ['ignore', log, log] },
+    // The malloc thresholds for a process that receives block payloads (malloc-tunables.ts).
+    { stdio: ['ignore', log, log], env: serverProcessEnv() },
   );
   closeSync(log);
   child.unref();
