@@ -27,8 +27,15 @@ import { JOBS, type Measure, measure, median, runFio } from './fio.js';
 import { hostIdle } from './host-idle.js';
 import { serverProcessEnv } from '../src/platform/malloc-tunables.js';
 
-export type ServerName =
-  'continuum' | 'qemu-nbd' | 'nbdkit' | 'continuum-threadpool' | 'continuum-nopoll';
+/** The servers the benchmark can run; the type and `--servers`' check both come from this list. */
+const serverNames = [
+  'continuum',
+  'qemu-nbd',
+  'nbdkit',
+  'continuum-threadpool',
+  'continuum-nopoll',
+] as const;
+export type ServerName = (typeof serverNames)[number];
 export interface NbdBenchOptions {
   /** Length of each fio run. */
   seconds: number;
@@ -362,13 +369,7 @@ function ratios(rows: NbdBenchRow[]): NbdRatio[] {
 }
 
 export function parseNbdServers(text: string): ServerName[] {
-  const known: ServerName[] = [
-    'continuum',
-    'qemu-nbd',
-    'nbdkit',
-    'continuum-threadpool',
-    'continuum-nopoll',
-  ];
+  const known: readonly string[] = serverNames;
   const names = text.split(',').map((name) => name.trim()) as ServerName[];
   for (const name of names) {
     if (!known.includes(name))

@@ -34,7 +34,7 @@ import { ReplicatedKv, replicatedKvSkip } from './harness/replicated-kv.js';
 const deltaFactorMax = 4;
 const skip = await replicatedKvSkip(['nbdcopy', 'e2fsck', 'debugfs']);
 
-const helloSchema = z.object({ nbd: z.object({ bytesWritten: z.number() }) });
+const helloSchema = z.object({ pid: z.number(), nbd: z.object({ bytesWritten: z.number() }) });
 
 describe('resync and ext4 across failover on real processes', { skip }, () => {
   const cluster = new TestCluster();
@@ -45,18 +45,20 @@ describe('resync and ext4 across failover on real processes', { skip }, () => {
   const kv = new ReplicatedKv(cluster, nodes);
   const logTail = (error: Error) => kv.logTail(error);
 
-  /** Bytes NBD clients have written through a node's volume server since it started. */
-  const bytesWritten = async (node: string): Promise<number> => {
+  /** What a node's volume server answers to hello. */
+  const hello = async (node: string): Promise<z.infer<typeof helloSchema>> => {
     const answer = await callVolumeServer(cluster.nodeDir(node), { op: 'hello' });
     assert.ok(answer !== null, `the volume server of ${node} answers`);
-    return helloSchema.parse(answer.result).nbd.bytesWritten;
+    return helloSchema.parse(answer.result);
   };
+
+  /** Bytes NBD clients have written through a node's volume server since it started. */
+  const bytesWritten = async (node: string): Promise<number> =>
+    (await hello(node)).nbd.bytesWritten;
 
   /** The GLIBC_TUNABLES a node's volume server runs with, read from /proc. */
   const mallocTunablesOf = async (node: string): Promise<string | undefined> => {
-    const answer = await callVolumeServer(cluster.nodeDir(node), { op: 'hello' });
-    assert.ok(answer !== null, `the volume server of ${node} answers`);
-    const { pid } = z.object({ pid: z.number() }).parse(answer.result);
+    const { pid } = await hello(node);
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
     return environ.find((entry) => entry.startsWith('GLIBC_TUNABLES='))?.slice(15);
   };
